@@ -1,0 +1,21 @@
+from .enums import (
+    CTWindowPreset,
+    DatasetLayout,
+    LossType,
+    PredictionType,
+    SchedulerType,
+    SourceFormat,
+    Split,
+    TimeInjection,
+)
+
+__all__ = [
+    "CTWindowPreset",
+    "DatasetLayout",
+    "LossType",
+    "PredictionType",
+    "SchedulerType",
+    "SourceFormat",
+    "Split",
+    "TimeInjection",
+]

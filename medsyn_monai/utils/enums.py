@@ -1,0 +1,93 @@
+"""String enumerations for every option a config may name.
+
+Each enum is a :class:`monai.utils.StrEnum`, so configs can pass the plain string
+(``"all"``, ``"soft_tissue"``) and code compares against the member.
+"""
+
+from __future__ import annotations
+
+from monai.utils import StrEnum
+
+__all__ = [
+    "TimeInjection",
+    "CTWindowPreset",
+    "LossType",
+    "PredictionType",
+    "SchedulerType",
+    "SourceFormat",
+    "DatasetLayout",
+    "Split",
+]
+
+
+class TimeInjection(StrEnum):
+    """Where :class:`~medsyn_monai.networks.nets.LightweightDiffusionUNet` adds the time embedding.
+
+    - ``ALL``: after every convolution of the encoder, bottleneck and decoder (proposed).
+    - ``FIRST``: once, after the first convolution at the input.
+    - ``ENCODER``: after every convolution of the encoder and bottleneck, none in the decoder.
+    """
+
+    ALL = "all"
+    FIRST = "first"
+    ENCODER = "encoder"
+
+
+class CTWindowPreset(StrEnum):
+    """Named CT display windows (level, width in HU) used by :class:`~medsyn_monai.transforms.CTWindow`."""
+
+    SOFT_TISSUE = "soft_tissue"
+    LUNG = "lung"
+    BONE = "bone"
+    BRAIN = "brain"
+
+
+class LossType(StrEnum):
+    """Pixel loss between the network output and the diffusion target."""
+
+    L2 = "l2"
+    L1 = "l1"
+
+
+class PredictionType(StrEnum):
+    """What the diffusion network predicts (same strings as MONAI's schedulers)."""
+
+    EPSILON = "epsilon"
+    V_PREDICTION = "v_prediction"
+    SAMPLE = "sample"
+
+
+class SchedulerType(StrEnum):
+    """Noise schedulers available for training and sampling."""
+
+    DDPM = "ddpm"
+    DDIM = "ddim"
+
+
+class SourceFormat(StrEnum):
+    """File format an image was read from; stored in the image meta data under ``"source_format"``."""
+
+    DICOM = "dicom"
+    DICOM_SERIES = "dicom_series"
+    NIFTI = "nifti"
+    PNG = "png"
+    JPEG = "jpeg"
+    NPZ = "npz"
+
+
+class DatasetLayout(StrEnum):
+    """How a ``dataset_dir`` is organised (detected by :class:`~medsyn_monai.data.ImageCollection`)."""
+
+    CLASS_FOLDERS = "class_folders"
+    CSV = "csv"
+    NPZ = "npz"
+    SERIES_FOLDERS = "series_folders"
+    LOOSE_FILES = "loose_files"
+
+
+class Split(StrEnum):
+    """Data splits."""
+
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
