@@ -1,0 +1,6 @@
+from .checkpoint import AtomicCheckpoint
+from .progress_bar import LossProgressBar
+from .sample_grid import SampleGridHandler
+from .training_stats import TrainingStatsHandler
+
+__all__ = ["AtomicCheckpoint", "LossProgressBar", "SampleGridHandler", "TrainingStatsHandler"]

@@ -1,0 +1,3 @@
+from .diffusion_inferer import ConditionalDiffusionInferer
+
+__all__ = ["ConditionalDiffusionInferer"]

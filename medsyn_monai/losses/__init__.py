@@ -1,0 +1,3 @@
+from .diffusion_loss import DiffusionLoss
+
+__all__ = ["DiffusionLoss"]

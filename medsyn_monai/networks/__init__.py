@@ -1,0 +1,3 @@
+from .nets import LightweightDiffusionUNet
+
+__all__ = ["LightweightDiffusionUNet"]

@@ -8,14 +8,22 @@ from .enums import (
     Split,
     TimeInjection,
 )
+from .image_grid import make_grid, save_grid_png, to_display_uint8
+from .model_info import MODEL_INFO_NAME, load_model_info, save_model_info
 
 __all__ = [
     "CTWindowPreset",
     "DatasetLayout",
     "LossType",
+    "MODEL_INFO_NAME",
     "PredictionType",
     "SchedulerType",
     "SourceFormat",
     "Split",
     "TimeInjection",
+    "load_model_info",
+    "make_grid",
+    "save_grid_png",
+    "save_model_info",
+    "to_display_uint8",
 ]

@@ -17,6 +17,8 @@ __all__ = [
     "SourceFormat",
     "DatasetLayout",
     "Split",
+    "DemoKind",
+    "ScaleSource",
 ]
 
 
@@ -91,3 +93,25 @@ class Split(StrEnum):
     TRAIN = "train"
     VAL = "val"
     TEST = "test"
+
+
+class ScaleSource(StrEnum):
+    """Where :class:`~medsyn_monai.transforms.ScaleToRange` takes the source intensity range from.
+
+    - ``AUTO``: ``[0, 2**bit_depth - 1]`` from the meta data key ``"bit_depth"`` when present, else ``MINMAX``.
+    - ``MINMAX``: the image's own minimum and maximum.
+    - ``DTYPE``: the full range of the input's integer dtype (e.g. ``[0, 255]`` for ``uint8``).
+    """
+
+    AUTO = "auto"
+    MINMAX = "minmax"
+    DTYPE = "dtype"
+
+
+class DemoKind(StrEnum):
+    """Synthetic demo collections written by :func:`~medsyn_monai.data.demo.create_demo`.
+
+    - ``CT``: digital abdominal CT phantom, one DICOM series per case, classes ``normal`` / ``lesion``.
+    """
+
+    CT = "ct"

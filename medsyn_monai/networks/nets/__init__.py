@@ -1,0 +1,3 @@
+from .lightweight_unet import LightweightDiffusionUNet
+
+__all__ = ["LightweightDiffusionUNet"]

@@ -1,0 +1,199 @@
+"""Generate synthetic images from a trained diffusion model and write them as PNG and NIfTI."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.networks.schedulers import Scheduler
+from monai.transforms import SaveImage
+
+from medsyn_monai.inferers import ConditionalDiffusionInferer
+from medsyn_monai.utils.image_grid import make_grid, save_grid_png
+
+__all__ = ["DiffusionSampler"]
+
+
+class DiffusionSampler:
+    """Load trained weights, sample ``num_samples`` images and save them (PNG, NIfTI, a grid and a CSV manifest).
+
+    Samples are generated in batches from seeded noise (the same ``seed`` gives the same images), with any MONAI
+    scheduler (DDPM with all its steps, or DDIM/PNDM with ``num_inference_steps``). For class-conditional models the
+    classes are taken in turn (``class_labels`` restricts them), and classifier-free guidance is applied with
+    ``guidance_scale``. Files are written with MONAI's :class:`~monai.transforms.SaveImage`:
+    ``sample_00000_<class>.png`` (8-bit; [-1, 1] mapped to [0, 255]) and ``.nii.gz`` (float32; [-1, 1] mapped to
+    ``nifti_range``, e.g. the CT window in HU), plus ``grid.png`` and ``samples.csv`` (file, class index, class name).
+
+    Args:
+        network: the diffusion network (architecture of the trained model).
+        inferer: :class:`~medsyn_monai.inferers.ConditionalDiffusionInferer`.
+        scheduler: sampling scheduler; ``set_timesteps(num_inference_steps)`` is called.
+        ckpt_path: weights: a ``state_dict`` file (``models/model.pt``, the EMA weights) or a full training
+            checkpoint (``checkpoint.pt``), from which ``ckpt_key`` is taken.
+        output_dir: folder for the samples (created).
+        num_samples: number of images.
+        image_shape: ``(C, *spatial)`` of one sample.
+        batch_size: images denoised together.
+        num_inference_steps: denoising steps (``None``: the scheduler's training steps).
+        class_names: class names of a class-conditional model (``None``: unconditional).
+        class_labels: class indices to sample (default: all classes in turn).
+        guidance_scale: classifier-free guidance weight (1 = none).
+        seed: seed of the noise and of stochastic scheduler steps.
+        device: device to sample on.
+        ckpt_key: entry of a full checkpoint to load (``"ema"`` by default, falling back to ``"network"``).
+        save_png: write PNG files.
+        save_nifti: write NIfTI files.
+        nifti_range: intensities that [-1, 1] maps to in the NIfTI files.
+        verbose: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        inferer: ConditionalDiffusionInferer,
+        scheduler: Scheduler,
+        ckpt_path: str | Path,
+        output_dir: str | Path,
+        num_samples: int,
+        image_shape: Sequence[int],
+        batch_size: int = 16,
+        num_inference_steps: int | None = 50,
+        class_names: Sequence[str] | None = None,
+        class_labels: Sequence[int] | None = None,
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        ckpt_key: str | None = "ema",
+        save_png: bool = True,
+        save_nifti: bool = True,
+        nifti_range: Sequence[float] = (-1.0, 1.0),
+        verbose: bool = True,
+    ) -> None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if class_labels is not None and class_names is None:
+            raise ValueError("class_labels need class_names (the model must be class-conditional).")
+        if class_names is not None and class_labels is not None:
+            bad = [c for c in class_labels if not 0 <= int(c) < len(class_names)]
+            if bad:
+                raise ValueError(f"class_labels {bad} out of range for {len(class_names)} classes {list(class_names)}.")
+        self.network = network
+        self.inferer = inferer
+        self.scheduler = scheduler
+        self.ckpt_path = Path(ckpt_path)
+        self.output_dir = Path(output_dir)
+        self.num_samples = int(num_samples)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.batch_size = int(batch_size)
+        self.num_inference_steps = num_inference_steps
+        self.class_names = list(class_names) if class_names is not None else None
+        self.class_labels = [int(c) for c in class_labels] if class_labels is not None else None
+        self.guidance_scale = float(guidance_scale)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.ckpt_key = ckpt_key
+        self.save_png = save_png
+        self.save_nifti = save_nifti
+        self.nifti_range = (float(nifti_range[0]), float(nifti_range[1]))
+        self.verbose = verbose
+        self.logger = logging.getLogger(__name__)
+
+    def load_weights(self) -> None:
+        """Load the weights from ``ckpt_path`` into the network (clear errors for a missing or mismatching file)."""
+        if not self.ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"no trained model at {self.ckpt_path}: run the bundle's train.json with the same output_dir first, "
+                "or pass --ckpt_path to a models/model.pt file."
+            )
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        if isinstance(state, dict) and "trainer" in state:  # a full training checkpoint
+            key = self.ckpt_key if self.ckpt_key in state else "network"
+            if key not in state:
+                raise KeyError(f"{self.ckpt_path} holds {sorted(state)}, none of which is {self.ckpt_key!r}/'network'.")
+            state = state[key]
+        try:
+            self.network.load_state_dict(state)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"{self.ckpt_path} does not fit the network of this config ({e}); "
+                "use the same network settings as for training."
+            ) from e
+
+    def _labels(self) -> list[int] | None:
+        if self.class_names is None:
+            return None
+        classes = self.class_labels if self.class_labels is not None else list(range(len(self.class_names)))
+        return [classes[i % len(classes)] for i in range(self.num_samples)]
+
+    def _meta_tensor(self, image: torch.Tensor, name: str) -> MetaTensor:
+        spatial = image.shape[1:]
+        return MetaTensor(
+            image,
+            affine=torch.eye(4, dtype=torch.float64),
+            meta={"filename_or_obj": name, "spatial_shape": np.array(spatial), "original_affine": np.eye(4)},
+        )
+
+    @torch.no_grad()
+    def run(self) -> list[dict]:
+        """Sample and write every image; return the manifest rows."""
+        self.load_weights()
+        self.network.to(self.device).eval()
+        if self.num_inference_steps is not None:
+            self.scheduler.set_timesteps(self.num_inference_steps)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        common = {"output_dir": str(self.output_dir), "output_postfix": "", "separate_folder": False,
+                  "resample": True, "print_log": False}  # fmt: skip
+        png_writer = SaveImage(output_ext=".png", output_dtype=np.uint8, scale=255, **common)
+        nii_writer = SaveImage(output_ext=".nii.gz", output_dtype=np.float32, **common)
+        generator = torch.Generator().manual_seed(self.seed)
+        labels = self._labels()
+        rows: list[dict] = []
+        all_images = []
+        lo, hi = self.nifti_range
+        num_batches = math.ceil(self.num_samples / self.batch_size)
+        for b in range(num_batches):
+            start = b * self.batch_size
+            n = min(self.batch_size, self.num_samples - start)
+            noise = torch.randn((n, *self.image_shape), generator=generator).to(self.device)
+            batch_labels = None
+            if labels is not None:
+                batch_labels = torch.tensor(labels[start : start + n], device=self.device)
+            images = self.inferer.sample(
+                noise,
+                self.network,
+                scheduler=self.scheduler,
+                verbose=self.verbose,
+                class_labels=batch_labels,
+                guidance_scale=self.guidance_scale,
+                generator=generator,
+            )
+            images = images.clamp(-1, 1).float().cpu()  # type: ignore[union-attr]
+            all_images.append(images)
+            for i in range(n):
+                idx = start + i
+                label = labels[idx] if labels is not None else None
+                class_name = self.class_names[label] if label is not None else None  # type: ignore[index]
+                name = f"sample_{idx:05d}" + (f"_{class_name}" if class_name is not None else "")
+                if self.save_png:
+                    png_writer(self._meta_tensor((images[i] + 1) / 2, name))
+                if self.save_nifti:
+                    nii_writer(self._meta_tensor(lo + (images[i] + 1) / 2 * (hi - lo), name))
+                rows.append({"file": name, "label": "" if label is None else label, "class_name": class_name or ""})
+            self.logger.info(f"sampled {start + n}/{self.num_samples} images")
+        stacked = torch.cat(all_images)
+        grid_images = stacked if stacked.ndim == 4 else stacked[..., stacked.shape[-1] // 2]
+        save_grid_png(make_grid(grid_images[:64]), self.output_dir / "grid.png")
+        with open(self.output_dir / "samples.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["file", "label", "class_name"])
+            writer.writeheader()
+            writer.writerows(rows)
+        self.logger.info(f"wrote {len(rows)} samples to {self.output_dir}")
+        return rows

@@ -1,0 +1,141 @@
+"""Atomic training checkpoints with automatic resume."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+
+__all__ = ["AtomicCheckpoint"]
+
+
+class AtomicCheckpoint:
+    """Save the whole training state atomically every ``save_interval`` epochs, and resume from it on restart.
+
+    Two files are written into ``save_dir``, each to a temporary file first and then renamed into place (Ignite's
+    :class:`~ignite.handlers.DiskSaver` with ``atomic=True``), so an interrupted run never leaves a half-written
+    checkpoint:
+
+    - ``checkpoint.pt``: every object of ``save_dict`` (network, EMA network, optimizer, LR scheduler, trainer
+      state with epoch and iteration, ...), for resuming;
+    - ``model.pt``: the ``state_dict`` of ``save_dict[model_key]`` alone (by default the EMA weights), for inference
+      (the MONAI bundle convention ``models/model.pt``).
+
+    Checkpoints are also written when training completes and, when ``save_on_exception``, when it fails (the error is
+    re-raised). With ``resume=True`` and an existing ``checkpoint.pt``, every object is restored at
+    ``Events.STARTED`` and training continues from the saved epoch up to the *current* ``max_epochs`` (so a finished
+    run can be extended by raising ``max_epochs``). A checkpoint that does not fit the current network (other
+    settings) stops the run with an error naming the file.
+
+    Args:
+        save_dir: folder for the checkpoint files (created if needed).
+        save_dict: name → object with ``state_dict``/``load_state_dict`` (network, EMA network, optimizer, ...).
+        engine_key: name under which the engine this handler is attached to is added to ``save_dict`` (its epoch and
+            iteration counters make resuming possible); ``None`` to leave it out. Adding it at ``attach`` avoids a
+            circular reference in bundle configs (the trainer lists this handler).
+        save_interval: save every this many epochs (0 disables periodic saving).
+        model_key: entry of ``save_dict`` written alone to ``model.pt`` (``None``: don't write ``model.pt``).
+        resume: resume from ``checkpoint.pt`` when it exists.
+        save_on_exception: also save when training raises an exception.
+        checkpoint_name: file name of the full checkpoint.
+        model_name: file name of the inference weights.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from ignite.engine import Engine
+        >>> net = torch.nn.Linear(2, 2)
+        >>> engine = Engine(lambda e, b: None)
+        >>> d = tempfile.mkdtemp()
+        >>> AtomicCheckpoint(d, {"model": net}, model_key="model").attach(engine)
+        >>> _ = engine.run([0, 1], max_epochs=2)
+        >>> sorted(p.name for p in Path(d).iterdir())
+        ['checkpoint.pt', 'model.pt']
+    """
+
+    def __init__(
+        self,
+        save_dir: str | Path,
+        save_dict: Mapping[str, Any],
+        save_interval: int = 1,
+        engine_key: str | None = "trainer",
+        model_key: str | None = "ema",
+        resume: bool = True,
+        save_on_exception: bool = True,
+        checkpoint_name: str = "checkpoint.pt",
+        model_name: str = "model.pt",
+    ) -> None:
+        if save_interval < 0:
+            raise ValueError(f"save_interval must be >= 0, got {save_interval}.")
+        if model_key is not None and model_key not in save_dict:
+            raise ValueError(f"model_key {model_key!r} is not in save_dict (keys: {sorted(save_dict)}).")
+        self.save_dir = Path(save_dir)
+        self.save_dict = dict(save_dict)
+        self.save_interval = save_interval
+        self.engine_key = engine_key
+        self.model_key = model_key
+        self.resume = resume
+        self.save_on_exception = save_on_exception
+        self.checkpoint_name = checkpoint_name
+        self.model_name = model_name
+        self.logger = logging.getLogger(__name__)
+        self.resumed_from_epoch: int | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.save_dir / self.checkpoint_name
+
+    @property
+    def model_path(self) -> Path:
+        return self.save_dir / self.model_name
+
+    def attach(self, engine: Engine) -> None:
+        if self.engine_key is not None:
+            self.save_dict[self.engine_key] = engine
+        if self.resume:
+            engine.add_event_handler(Events.STARTED, self.load)
+        if self.save_interval > 0:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.save)
+        if self.save_on_exception:
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
+
+    def save(self, engine: Engine | None = None) -> None:
+        """Write ``checkpoint.pt`` (and ``model.pt``) atomically."""
+        saver = DiskSaver(self.save_dir, atomic=True, create_dir=True, require_empty=False)
+        state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        saver(state, self.checkpoint_name)
+        if self.model_key is not None:
+            saver(state[self.model_key], self.model_name)
+        epoch = engine.state.epoch if engine is not None else "?"
+        self.logger.info(f"saved checkpoint of epoch {epoch} to {self.checkpoint_path}")
+
+    def load(self, engine: Engine) -> None:
+        """Restore every object of ``save_dict`` from ``checkpoint.pt`` if it exists."""
+        path = self.checkpoint_path
+        if not path.is_file():
+            return
+        max_epochs = engine.state.max_epochs
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise RuntimeError(
+                f"cannot resume from {path}: it does not match the current configuration ({e}). "
+                "Use another output_dir, or move that checkpoint away to start from scratch."
+            ) from e
+        self.resumed_from_epoch = engine.state.epoch
+        engine.state.max_epochs = max_epochs
+        self.logger.info(f"resumed from {path} at epoch {engine.state.epoch} (max_epochs {max_epochs})")
+        if max_epochs is not None and engine.state.epoch >= max_epochs:
+            self.logger.info(f"{path} already holds {engine.state.epoch} epochs >= max_epochs; nothing to train.")
+            engine.terminate()
+
+    def _on_exception(self, engine: Engine, e: Exception) -> None:
+        if engine.state.iteration > 0:
+            self.save(engine)
+        raise e

@@ -1,0 +1,225 @@
+"""A lightweight diffusion U-Net that adds the time embedding after every convolution.
+
+The seed method (a lightweight DDPM U-Net for COVID-19 CT synthesis) conditions a small, attention-free U-Net on the
+diffusion time step by *adding* a projection of the time embedding to the feature maps after each convolution of the
+down and up paths, instead of only inside residual blocks. Its ablations remove the skip connections (a plain
+encoder-decoder), inject the time embedding only once at the input, or only in the encoder half. All four variants are
+options of :class:`LightweightDiffusionUNet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.factories import Conv
+from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+from torch import nn
+
+from medsyn_monai.utils.enums import TimeInjection
+
+__all__ = ["LightweightDiffusionUNet"]
+
+
+class _TimeConvBlock(nn.Module):
+    """Convolution → GroupNorm → SiLU, then (optionally) ``+ Linear(SiLU(temb))`` broadcast over space."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        emb_dim: int | None,
+        norm_num_groups: int,
+        stride: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        conv_type = Conv[Conv.CONV, spatial_dims]
+        self.conv = conv_type(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
+        self.norm = nn.GroupNorm(min(norm_num_groups, out_channels), out_channels)
+        self.act = nn.SiLU()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.emb_proj = nn.Linear(emb_dim, out_channels) if emb_dim is not None else None
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.dropout(self.act(self.norm(self.conv(x))))
+        if self.emb_proj is not None:
+            h = h + self.emb_proj(F.silu(emb)).reshape(*emb.shape[:1], -1, *([1] * self.spatial_dims))
+        return h
+
+
+class LightweightDiffusionUNet(nn.Module):
+    """Attention-free diffusion U-Net with the time embedding added after every down and up convolution.
+
+    The network has ``len(channels)`` resolution levels. The input passes a stem convolution, then at every level
+    ``convs_per_level`` 3x3 convolutions (GroupNorm, SiLU); levels are linked by stride-2 convolutions on the way down
+    and by nearest-neighbour upsampling followed by a convolution on the way up, where the encoder features of the
+    same level are concatenated (``skip_connections=True``). The last level is the bottleneck. After each
+    convolution the sinusoidal time embedding (plus a class embedding when ``num_class_embeds`` is set), passed
+    through SiLU and a per-convolution linear layer, is added to every feature map, in the places chosen by
+    ``time_injection``:
+
+    - ``"all"``: every convolution of the encoder, bottleneck and decoder (the proposed model);
+    - ``"first"``: only the stem convolution, i.e. once at the input (the usual "add t to the input" baseline);
+    - ``"encoder"``: stem, encoder and bottleneck convolutions, none in the decoder.
+
+    The forward signature matches :class:`monai.networks.nets.DiffusionModelUNet`, so MONAI's schedulers, the
+    project's inferers and every bundle accept either network unchanged.
+
+    Reference:
+        Lightweight diffusion U-Net for COVID-19 CT image synthesis (the "seed" of the ``ct_lightweight`` bundle):
+        time embedding injected after each down/up convolution; ablations without skip connections, with a single
+        injection, and with encoder-only injections.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: number of image channels.
+        out_channels: number of output channels (same as ``in_channels`` for epsilon / v / sample prediction).
+        channels: feature channels per resolution level; the image is downsampled ``len(channels) - 1`` times.
+        convs_per_level: 3x3 convolutions per level (encoder, bottleneck and decoder alike).
+        time_embed_dim: size of the time embedding; defaults to ``4 * channels[0]``.
+        norm_num_groups: groups of the GroupNorm layers (capped at the channel count).
+        time_injection: ``"all"``, ``"first"`` or ``"encoder"`` (see above).
+        skip_connections: concatenate encoder features in the decoder; ``False`` gives a plain encoder-decoder.
+        num_class_embeds: number of classes for class-conditional generation (a learned embedding added to the time
+            embedding); ``None`` for an unconditional model.
+        dropout: dropout after each activation.
+
+    Raises:
+        ValueError: on an unknown ``time_injection``, bad ``spatial_dims``, empty or non-positive ``channels``, or
+            ``convs_per_level < 1``.
+
+    Example:
+        >>> import torch
+        >>> net = LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4)
+        >>> net(torch.randn(2, 1, 16, 16), timesteps=torch.tensor([3, 500])).shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_level: int = 2,
+        time_embed_dim: int | None = None,
+        norm_num_groups: int = 8,
+        time_injection: str | TimeInjection = TimeInjection.ALL,
+        skip_connections: bool = True,
+        num_class_embeds: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        channels = tuple(int(c) for c in channels)
+        if len(channels) < 1 or any(c < 1 for c in channels):
+            raise ValueError(f"channels must be a non-empty sequence of positive integers, got {channels}.")
+        if convs_per_level < 1:
+            raise ValueError(f"convs_per_level must be >= 1, got {convs_per_level}.")
+        if str(time_injection) not in [t.value for t in TimeInjection]:
+            options = [t.value for t in TimeInjection]
+            raise ValueError(f"time_injection must be one of {options}, got {time_injection!r}.")
+        if num_class_embeds is not None and num_class_embeds < 1:
+            raise ValueError(f"num_class_embeds must be a positive integer or None, got {num_class_embeds}.")
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.channels = channels
+        self.time_injection = TimeInjection(time_injection)
+        self.skip_connections = skip_connections
+        self.num_class_embeds = num_class_embeds
+        self.block_out_channels = channels  # name used by MONAI's DiffusionModelUNet, for interoperability
+
+        emb_dim = time_embed_dim or 4 * channels[0]
+        self.time_embed_dim = emb_dim
+        self.time_embed = nn.Sequential(nn.Linear(channels[0], emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_embedding = nn.Embedding(num_class_embeds, emb_dim) if num_class_embeds is not None else None
+
+        enc_emb = emb_dim if self.time_injection in (TimeInjection.ALL, TimeInjection.ENCODER) else None
+        dec_emb = emb_dim if self.time_injection == TimeInjection.ALL else None
+
+        def block(cin: int, cout: int, emb: int | None, stride: int = 1) -> _TimeConvBlock:
+            return _TimeConvBlock(spatial_dims, cin, cout, emb, norm_num_groups, stride=stride, dropout=dropout)
+
+        self.stem = block(in_channels, channels[0], emb_dim)
+        self.down_blocks = nn.ModuleList()
+        self.downsamplers = nn.ModuleList()
+        for i, ch in enumerate(channels):
+            self.down_blocks.append(nn.ModuleList([block(ch, ch, enc_emb) for _ in range(convs_per_level)]))
+            if i < len(channels) - 1:
+                self.downsamplers.append(block(ch, channels[i + 1], enc_emb, stride=2))
+        self.upsamplers = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(len(channels) - 1)):
+            ch = channels[i]
+            self.upsamplers.append(block(channels[i + 1], ch, dec_emb))
+            first_in = 2 * ch if skip_connections else ch
+            convs = [block(first_in, ch, dec_emb)] + [block(ch, ch, dec_emb) for _ in range(convs_per_level - 1)]
+            self.up_blocks.append(nn.ModuleList(convs))
+        self.out_norm = nn.GroupNorm(min(norm_num_groups, channels[0]), channels[0])
+        self.out_conv = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=3, padding=1)
+        # zero-initialised output: the untrained network predicts 0, a stable start for diffusion training
+        nn.init.zeros_(self.out_conv.weight)
+        nn.init.zeros_(self.out_conv.bias)
+
+    def _embedding(self, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+        if timesteps.ndim == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        t_emb = get_timestep_embedding(timesteps, self.channels[0]).to(dtype=x.dtype)
+        emb = self.time_embed(t_emb)
+        if self.class_embedding is not None:
+            if class_labels is None:
+                raise ValueError("class_labels must be given: the network was built with num_class_embeds.")
+            emb = emb + self.class_embedding(class_labels.long().reshape(-1)).to(dtype=emb.dtype)
+        elif class_labels is not None:
+            raise ValueError("class_labels were given but the network has no class embedding (num_class_embeds=None).")
+        return emb
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict the diffusion target for noisy images ``x`` at ``timesteps``.
+
+        Args:
+            x: noisy images, ``(B, in_channels, *spatial)``; spatial sizes divisible by ``2 ** (len(channels) - 1)``.
+            timesteps: ``(B,)`` integer (or float) time steps, or a scalar applied to the whole batch.
+            context: cross-attention conditioning; not supported by this network (must be ``None``).
+            class_labels: ``(B,)`` class indices when the network is class-conditional.
+
+        Returns:
+            ``(B, out_channels, *spatial)`` prediction.
+        """
+        if context is not None:
+            raise ValueError("LightweightDiffusionUNet has no cross-attention; pass class_labels instead of context.")
+        factor = 2 ** (len(self.channels) - 1)
+        if any(s % factor for s in x.shape[2:]):
+            raise ValueError(
+                f"spatial size {tuple(x.shape[2:])} must be divisible by {factor} for channels {self.channels}."
+            )
+        emb = self._embedding(x, timesteps, class_labels)
+
+        h = self.stem(x, emb)
+        skips = []
+        for i, convs in enumerate(self.down_blocks):
+            for conv in convs:
+                h = conv(h, emb)
+            if i < len(self.downsamplers):
+                skips.append(h)
+                h = self.downsamplers[i](h, emb)
+        for up, convs in zip(self.upsamplers, self.up_blocks, strict=True):
+            h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"), emb)
+            skip = skips.pop()
+            if self.skip_connections:
+                h = torch.cat([h, skip], dim=1)
+            for conv in convs:
+                h = conv(h, emb)
+        return self.out_conv(F.silu(self.out_norm(h)))

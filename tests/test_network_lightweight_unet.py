@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import DiffusionModelUNet
+
+from medsyn_monai.networks.nets import LightweightDiffusionUNet
+
+TINY = {"channels": (8, 16, 16), "norm_num_groups": 4}
+
+
+def _net(**kw) -> LightweightDiffusionUNet:
+    torch.manual_seed(0)
+    net = LightweightDiffusionUNet(**{**TINY, **kw})
+    # the output conv is zero-initialised; give it weights so outputs depend on the whole network
+    torch.nn.init.normal_(net.out_conv.weight, std=0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("time_injection", ["all", "first", "encoder"])
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_shapes(time_injection, skip, spatial_dims):
+    net = _net(spatial_dims=spatial_dims, in_channels=2, out_channels=2, time_injection=time_injection,
+               skip_connections=skip)  # fmt: skip
+    x = torch.randn(3, 2, *([8] * spatial_dims))
+    out = net(x, torch.tensor([0, 10, 999]))
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+
+
+def test_zero_initialised_output():
+    net = LightweightDiffusionUNet(**TINY)
+    out = net(torch.randn(2, 1, 8, 8), torch.tensor([1, 2]))
+    assert torch.count_nonzero(out) == 0
+
+
+def _time_sensitivity(net: LightweightDiffusionUNet, modules: list[torch.nn.Module]) -> list[bool]:
+    """For each block, does its output change when only the time step changes?"""
+    outputs: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(modules))}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, i=i: outputs[i].append(o.detach())) for i, m in
+             enumerate(modules)]  # fmt: skip
+    x = torch.randn(1, 1, 8, 8)
+    with torch.no_grad():
+        net(x, torch.tensor([5]))
+        net(x, torch.tensor([900]))
+    for h in hooks:
+        h.remove()
+    return [not torch.allclose(o[0], o[1]) for o in outputs.values()]
+
+
+def test_time_injection_places():
+    for mode in ("all", "first", "encoder"):
+        net = _net(time_injection=mode)
+        enc = [net.stem] + [b for blocks in net.down_blocks for b in blocks] + list(net.downsamplers)
+        dec = list(net.upsamplers) + [b for blocks in net.up_blocks for b in blocks]
+        injects = [b.emb_proj is not None for b in enc + dec]
+        if mode == "all":
+            assert all(injects)
+        elif mode == "first":
+            assert injects == [True] + [False] * (len(enc) + len(dec) - 1)
+        else:
+            assert all(injects[: len(enc)]) and not any(injects[len(enc) :])
+        # every block is time dependent once the embedding has entered
+        assert all(_time_sensitivity(net, enc + dec))
+
+
+def test_time_injection_changes_computation():
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 700])
+    outs = {}
+    for mode in ("all", "first", "encoder"):
+        net = _net(time_injection=mode)
+        with torch.no_grad():
+            outs[mode] = net(x, t)
+    assert not torch.allclose(outs["all"], outs["first"])
+    assert not torch.allclose(outs["all"], outs["encoder"])
+    # fewer injections -> fewer parameters
+    counts = {m: sum(p.numel() for p in _net(time_injection=m).parameters()) for m in outs}
+    assert counts["first"] < counts["encoder"] < counts["all"]
+
+
+def test_skip_connections_change_computation():
+    with_skip, no_skip = _net(skip_connections=True), _net(skip_connections=False)
+    assert with_skip.up_blocks[0][0].conv.in_channels == 2 * no_skip.up_blocks[0][0].conv.in_channels
+    # the decoder's last level really receives the encoder features: zeroing them changes the output with skips
+    # and leaves it unchanged without skips (where they only feed the downsampler, which is left untouched here)
+    x, t = torch.randn(1, 1, 8, 8), torch.tensor([10])
+    for net, expect_change in ((with_skip, True), (no_skip, False)):
+        with torch.no_grad():
+            ref = net(x, t)
+            feats = {}
+            h1 = net.down_blocks[0][-1].register_forward_hook(lambda m, i, o: feats.setdefault("enc", o))
+            net(x, t)
+            h1.remove()
+            # replay with the skip tensor zeroed but the downsampler fed the original features
+            h2 = net.downsamplers[0].register_forward_pre_hook(lambda m, i: (feats["enc"], i[1]))
+            h3 = net.down_blocks[0][-1].register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+            changed = net(x, t)
+            h2.remove()
+            h3.remove()
+        assert (not torch.allclose(ref, changed)) == expect_change
+
+
+def test_class_conditioning():
+    net = _net(num_class_embeds=3)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([50, 50])
+    with torch.no_grad():
+        a = net(x, t, class_labels=torch.tensor([0, 0]))
+        b = net(x, t, class_labels=torch.tensor([2, 2]))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="class_labels must be given"):
+        net(x, t)
+    with pytest.raises(ValueError, match="no class embedding"):
+        _net()(x, t, class_labels=torch.tensor([0, 1]))
+
+
+def test_same_signature_as_monai():
+    ours = _net(num_class_embeds=2)
+    monai_net = DiffusionModelUNet(spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 8), norm_num_groups=4,
+                                   attention_levels=(False, False), num_res_blocks=1, num_class_embeds=2)  # fmt: skip
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 2]), torch.tensor([0, 1])
+    for net in (ours, monai_net):
+        assert net(x=x, timesteps=t, context=None, class_labels=y).shape == x.shape
+
+
+def test_scalar_timestep_and_context_rejected():
+    net = _net()
+    assert net(torch.randn(2, 1, 8, 8), torch.tensor(5)).shape == (2, 1, 8, 8)
+    with pytest.raises(ValueError, match="cross-attention"):
+        net(torch.randn(2, 1, 8, 8), torch.tensor([1, 1]), context=torch.randn(2, 1, 4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"time_injection": "middle"}, "time_injection"),
+        ({"spatial_dims": 1}, "spatial_dims"),
+        ({"channels": ()}, "channels"),
+        ({"convs_per_level": 0}, "convs_per_level"),
+        ({"num_class_embeds": 0}, "num_class_embeds"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LightweightDiffusionUNet(**{**TINY, **kwargs})
+
+
+def test_indivisible_size():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        _net()(torch.randn(1, 1, 10, 10), torch.tensor([1]))
+
+
+def test_learns_a_batch():
+    """A few optimisation steps on one batch reduce the denoising loss (the network can learn)."""
+    torch.manual_seed(0)
+    net = LightweightDiffusionUNet(**TINY).train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, noise, t = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.tensor([100, 200, 300, 400])
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.mse_loss(net(x + noise, t), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
