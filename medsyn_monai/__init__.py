@@ -1,5 +1,30 @@
-"""medsyn_monai: diffusion models for medical image synthesis, built on MONAI."""
+"""medsyn_monai: diffusion models for medical image synthesis, built on MONAI.
+
+Importing the package imports its sub-packages (like ``import monai``), so bundle config expressions can use
+``medsyn_monai.utils...``, ``medsyn_monai.transforms...`` after a single ``$import medsyn_monai``.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from . import (  # noqa: E402
+    data,
+    engines,
+    handlers,
+    inferers,
+    losses,
+    networks,
+    transforms,
+    utils,  # noqa: E402  (order: utils first, the others depend on it)
+)
+
+__all__ = [
+    "__version__",
+    "data",
+    "engines",
+    "handlers",
+    "inferers",
+    "losses",
+    "networks",
+    "transforms",
+    "utils",
+]

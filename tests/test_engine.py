@@ -232,3 +232,27 @@ def test_sampler_errors(tmp_path):
         s.run()
     with pytest.raises(ValueError, match="out of range"):
         DiffusionSampler(_net(), None, sched, "x", tmp_path, 2, (1, 8, 8), class_names=["a"], class_labels=[3])
+
+
+def test_exponential_moving_average_handler():
+    from ignite.engine import Engine
+
+    from medsyn_monai.handlers import ExponentialMovingAverage
+
+    net, holder = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, 0.0)
+    ema = ExponentialMovingAverage(net, holder, decay=0.9)
+    assert ema.ema_model is holder and not holder.weight.requires_grad
+
+    def step(engine, batch):
+        with torch.no_grad():
+            net.weight.fill_(1.0)
+
+    engine = Engine(step)
+    ema.attach(engine)
+    engine.run([0, 0], max_epochs=1)
+    assert torch.allclose(holder.weight, torch.tensor([[1 - 0.9**2]]))  # two updates towards 1
+    with pytest.raises(ValueError, match="decay"):
+        ExponentialMovingAverage(net, decay=1.0)
+    with pytest.raises(ValueError, match="separate"):
+        ExponentialMovingAverage(net, net)

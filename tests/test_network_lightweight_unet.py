@@ -86,15 +86,25 @@ def test_skip_connections_change_computation():
     # and leaves it unchanged without skips (where they only feed the downsampler, which is left untouched here)
     x, t = torch.randn(1, 1, 8, 8), torch.tensor([10])
     for net, expect_change in ((with_skip, True), (no_skip, False)):
+        feats: dict[str, torch.Tensor] = {}
+
+        def keep(module, inputs, output, feats=feats):
+            feats["enc"] = output
+
+        def feed_original(module, inputs, feats=feats):
+            return (feats["enc"], *inputs[1:])
+
+        def zero(module, inputs, output):
+            return torch.zeros_like(output)
+
         with torch.no_grad():
             ref = net(x, t)
-            feats = {}
-            h1 = net.down_blocks[0][-1].register_forward_hook(lambda m, i, o: feats.setdefault("enc", o))
+            h1 = net.down_blocks[0][-1].register_forward_hook(keep)
             net(x, t)
             h1.remove()
             # replay with the skip tensor zeroed but the downsampler fed the original features
-            h2 = net.downsamplers[0].register_forward_pre_hook(lambda m, i: (feats["enc"], i[1]))
-            h3 = net.down_blocks[0][-1].register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+            h2 = net.downsamplers[0].register_forward_pre_hook(feed_original)
+            h3 = net.down_blocks[0][-1].register_forward_hook(zero)
             changed = net(x, t)
             h2.remove()
             h3.remove()

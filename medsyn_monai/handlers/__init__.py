@@ -1,6 +1,13 @@
 from .checkpoint import AtomicCheckpoint
+from .ema import ExponentialMovingAverage
 from .progress_bar import LossProgressBar
 from .sample_grid import SampleGridHandler
 from .training_stats import TrainingStatsHandler
 
-__all__ = ["AtomicCheckpoint", "LossProgressBar", "SampleGridHandler", "TrainingStatsHandler"]
+__all__ = [
+    "AtomicCheckpoint",
+    "ExponentialMovingAverage",
+    "LossProgressBar",
+    "SampleGridHandler",
+    "TrainingStatsHandler",
+]

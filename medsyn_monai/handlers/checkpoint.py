@@ -84,6 +84,7 @@ class AtomicCheckpoint:
         self.model_name = model_name
         self.logger = logging.getLogger(__name__)
         self.resumed_from_epoch: int | None = None
+        self._saved_iteration: int | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -105,12 +106,16 @@ class AtomicCheckpoint:
             engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
 
     def save(self, engine: Engine | None = None) -> None:
-        """Write ``checkpoint.pt`` (and ``model.pt``) atomically."""
+        """Write ``checkpoint.pt`` (and ``model.pt``) atomically (once per iteration count)."""
+        iteration = engine.state.iteration if engine is not None else None
+        if iteration is not None and iteration == self._saved_iteration:
+            return  # e.g. COMPLETED right after the last epoch's periodic save
         saver = DiskSaver(self.save_dir, atomic=True, create_dir=True, require_empty=False)
         state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         saver(state, self.checkpoint_name)
         if self.model_key is not None:
             saver(state[self.model_key], self.model_name)
+        self._saved_iteration = iteration
         epoch = engine.state.epoch if engine is not None else "?"
         self.logger.info(f"saved checkpoint of epoch {epoch} to {self.checkpoint_path}")
 

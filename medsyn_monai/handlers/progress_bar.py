@@ -28,5 +28,5 @@ class LossProgressBar(ProgressBar):
 
     def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if not args and "output_transform" not in kwargs:
-            kwargs["output_transform"] = lambda output: {"loss": float(output["loss"])}
+            kwargs["output_transform"] = lambda output: {"loss": float(output["loss"].detach())}
         super().attach(engine, *args, **kwargs)

@@ -66,7 +66,8 @@ class TrainingStatsHandler:
 
     def _iteration_completed(self, engine: Engine) -> None:
         output = engine.state.output
-        loss = float(output["loss"])  # type: ignore[index]
+        loss_value = output["loss"]  # type: ignore[index]
+        loss = float(loss_value.detach()) if hasattr(loss_value, "detach") else float(loss_value)
         self._loss_sum += loss
         self._count += 1
         image = output.get("image") if isinstance(output, dict) else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from monai.utils import StrEnum
 
 __all__ = [
+    "ExpertNetwork",
     "TimeInjection",
     "CTWindowPreset",
     "LossType",
@@ -19,6 +20,7 @@ __all__ = [
     "Split",
     "DemoKind",
     "ScaleSource",
+    "HistogramUnit",
 ]
 
 
@@ -115,3 +117,23 @@ class DemoKind(StrEnum):
     """
 
     CT = "ct"
+
+
+class HistogramUnit(StrEnum):
+    """What :func:`~medsyn_monai.metrics.intensity_histogram_test` bins.
+
+    - ``IMAGE``: one value per image, its mean intensity (samples are independent images).
+    - ``PIXEL``: every pixel value (huge, strongly correlated samples; p-values are not meaningful).
+    """
+
+    IMAGE = "image"
+    PIXEL = "pixel"
+
+
+class ExpertNetwork(StrEnum):
+    """MONAI classification networks wrapped by :class:`~medsyn_monai.networks.nets.ExpertClassifier`."""
+
+    RESNET18 = "resnet18"
+    RESNET50 = "resnet50"
+    DENSENET121 = "densenet121"
+    VIT = "vit"

@@ -182,6 +182,16 @@ class CTWindow(Transform):
             dtype=dtype,
         )
 
+    @property
+    def hu_range(self) -> tuple[float, float]:
+        """The HU interval ``(level - width / 2, level + width / 2)`` mapped to ``[b_min, b_max]``.
+
+        Example:
+            >>> CTWindow("soft_tissue").hu_range
+            (-160.0, 240.0)
+        """
+        return (self.level - self.width / 2.0, self.level + self.width / 2.0)
+
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Window ``img`` (any shape, values in HU).
 

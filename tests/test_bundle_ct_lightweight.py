@@ -1,0 +1,167 @@
+"""The ct_lightweight bundle's real configs through monai.bundle, with tiny overrides."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+from monai.bundle import run as bundle_run
+from PIL import Image
+
+from medsyn_monai.data import DataValidationError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "ct_lightweight" / "configs"
+TRAIN, INFER = str(CONFIGS / "train.json"), str(CONFIGS / "inference.json")
+TINY = {"image_size": 16, "channels": [8, 16], "batch_size": 8, "num_inference_steps": 2, "num_grid_samples": 4,
+        "warmup_steps": 2}  # fmt: skip
+
+
+def _train(output_dir, dataset_dir, **overrides):
+    kwargs = {**TINY, "dataset_dir": str(dataset_dir), "output_dir": str(output_dir), "max_epochs": 2, **overrides}
+    bundle_run(config_file=TRAIN, logging_file=str(CONFIGS / "logging.conf"), **kwargs)
+
+
+def test_check_properties_and_metadata(tmp_path, tiny_ct_demo):
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", meta_file=str(CONFIGS / "metadata.json"),
+                              logging_file=str(CONFIGS / "logging.conf"), dataset_dir=str(tiny_ct_demo),
+                              output_dir=str(tmp_path), **{k: v for k, v in TINY.items() if k != "warmup_steps"})  # fmt: skip
+    workflow.initialize()
+    assert workflow.check_properties() == []  # nothing missing
+    assert workflow.max_epochs == 100 and workflow.dataset_dir == str(tiny_ct_demo)
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version",
+                "required_packages_version", "name", "task", "description", "authors", "data_source",
+                "network_data_format", "intended_use", "references"):  # fmt: skip
+        assert meta[key], key
+    assert meta["version"] in meta["changelog"]
+    assert set(meta["network_data_format"]) == {"inputs", "outputs"}
+
+
+def test_train_then_inference(tmp_path):
+    demo = tmp_path / "demo_data"
+    out = tmp_path / "run"
+    # dataset_dir == demo_dir and absent: the demo collection is created first
+    _train(out, demo, demo_dir=str(demo), sample_interval=1)
+    assert (demo / "README.md").is_file() and (demo / "normal").is_dir() and (demo / "lesion").is_dir()
+    models = out / "models"
+    assert {"checkpoint.pt", "model.pt", "model_info.json"} <= {p.name for p in models.iterdir()}
+    assert not [p for p in models.iterdir() if p.suffix not in (".pt", ".json")]  # no temporary files left
+    ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
+    assert {"network", "ema", "optimizer", "lr_scheduler", "trainer"} <= set(ckpt)
+    info = json.loads((models / "model_info.json").read_text())
+    assert info["class_names"] == ["lesion", "normal"] and info["num_classes"] == 2 and info["image_size"] == 16
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (out / "samples" / "training").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(np.isfinite(float(r["mean_loss"])) for r in rows)
+
+    bundle_run(config_file=INFER, output_dir=str(out), num_samples=3, num_inference_steps=2,
+               logging_file=str(CONFIGS / "logging.conf"))  # fmt: skip
+    samples = out / "samples"
+    pngs = sorted(samples.glob("sample_*.png"))
+    niis = sorted(samples.glob("sample_*.nii.gz"))
+    assert [p.name for p in pngs] == ["sample_00000_lesion.png", "sample_00001_normal.png", "sample_00002_lesion.png"]
+    assert len(niis) == 3
+    assert Image.open(pngs[0]).size == (16, 16)
+    vol = nib.load(niis[0]).get_fdata()
+    assert vol.shape == (16, 16) and vol.min() >= -160 - 1e-3 and vol.max() <= 240 + 1e-3  # soft-tissue window, HU
+    assert (samples / "grid.png").is_file()
+
+
+def test_resume_extends_training(tmp_path, tiny_ct_demo):
+    out = tmp_path / "run"
+    _train(out, tiny_ct_demo, max_epochs=1)
+    first = torch.load(out / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"]
+    _train(out, tiny_ct_demo, max_epochs=3)  # a new process: resumes at epoch 1 and trains epochs 2-3
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert torch.load(out / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 3 * first
+
+
+def test_unconditional_option(tmp_path, tiny_ct_demo):
+    out = tmp_path / "run"
+    _train(out, tiny_ct_demo, max_epochs=1, conditional=False, time_injection="first", skip_connections=False)
+    info = json.loads((out / "models" / "model_info.json").read_text())
+    assert info["num_classes"] is None and info["time_injection"] == "first" and info["skip_connections"] is False
+    bundle_run(config_file=INFER, output_dir=str(out), num_samples=2, num_inference_steps=2, scheduler_type="ddim",
+               logging_file=str(CONFIGS / "logging.conf"))  # fmt: skip
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == [
+        "grid.png",
+        "sample_00000.png",
+        "sample_00001.png",
+    ]
+
+
+def _bad_collection(root: Path, good: Path) -> Path:
+    import shutil
+
+    shutil.copytree(good, root)
+    case = next((root / "normal").iterdir())
+    (case / "IM_fake.dcm").write_text("this is not a DICOM file")
+    return case / "IM_fake.dcm"
+
+
+def test_bad_input_stops_before_training(tmp_path, tiny_ct_demo):
+    bad_file = _bad_collection(tmp_path / "data", tiny_ct_demo)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(Exception) as err:  # monai.bundle wraps it in "Failed to evaluate/instantiate ..."
+        _train(out, tmp_path / "data")
+    cause = err.value
+    while cause is not None and not isinstance(cause, DataValidationError):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, DataValidationError)
+    assert str(bad_file) in str(cause) and "skip_bad_files" in str(cause)
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert not (out / "models" / "checkpoint.pt").exists()  # stopped before training
+
+    _train(out, tmp_path / "data", max_epochs=1, skip_bad_files=True)
+    report = list(csv.DictReader(open(out / "skipped_files.csv")))
+    assert [r["path"] for r in report] == [str(bad_file)] and report[0]["reason"]
+    assert (out / "models" / "model.pt").is_file() and (out / "notes.txt").read_text() == "keep me"
+
+
+def test_command_line(tmp_path, tiny_ct_demo):
+    """The documented command line (python -m monai.bundle run ...) with overrides, and its error on bad input."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", TRAIN, "--dataset_dir", str(tiny_ct_demo),
+           "--output_dir", str(out), "--max_epochs", "1", "--image_size", "16", "--channels", "[8,16]",
+           "--num_inference_steps", "2", "--num_grid_samples", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "models" / "model.pt").is_file()
+
+    bad = tmp_path / "bad"
+    bad_file = _bad_collection(bad, tiny_ct_demo)
+    cmd[cmd.index("--dataset_dir") + 1] = str(bad)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert res.returncode != 0
+    assert f"{bad_file}: " in res.stdout + res.stderr
+
+
+def test_real_ct_compressed_series(tmp_path, shared_data):
+    """Real CT pixel data (../shared/data/ct) stored as compressed DICOM series trains and samples."""
+    script = REPO / "benchmarks" / "make_real_ct_series.py"
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "real")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "run"
+    _train(out, tmp_path / "real", max_epochs=1)
+    info = json.loads((out / "models" / "model_info.json").read_text())
+    assert info["num_classes"] is None  # series folders: unlabelled -> unconditional
+    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    assert len(rows) == 1 and np.isfinite(float(rows[0]["mean_loss"]))
+    bundle_run(config_file=INFER, output_dir=str(out), num_samples=2, num_inference_steps=2,
+               logging_file=str(CONFIGS / "logging.conf"))  # fmt: skip
+    assert len(list((out / "samples").glob("sample_*.nii.gz"))) == 2

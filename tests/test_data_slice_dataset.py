@@ -1,0 +1,169 @@
+"""SliceDataset: loading, slicing, caching, labels, load-time bad files, speed."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.transforms import Resized
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from medsyn_monai.data import (
+    BadFileError,
+    DataValidationError,
+    ImageCollection,
+    LoadMedicalImaged,
+    SliceDataset,
+)
+
+CT_SMALL = get_testdata_file("CT_small.dcm")
+
+
+def make_series(folder: Path, n: int, base: int, size: int = 128) -> None:
+    """``n`` slices of ``size``x``size``; the slice at z = k has the constant raw value ``base + k``.
+
+    File names run opposite to z so that only position ordering gives ``base, base+1, ...``.
+    """
+    template = pydicom.dcmread(CT_SMALL)
+    folder.mkdir(parents=True, exist_ok=True)
+    uid = generate_uid()
+    for k in range(n):
+        ds = copy.deepcopy(template)
+        ds.Rows = ds.Columns = size
+        ds.PixelData = np.full((size, size), base + k, np.int16).tobytes()
+        ds.ImagePositionPatient = [0.0, 0.0, float(k) * 1.5]
+        ds.InstanceNumber = k + 1
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.save_as(folder / f"slice_{n - k:03d}.dcm")
+
+
+def split_last_axis(item: dict) -> list[dict]:
+    image = item["image"]
+    return [{**item, "image": image[..., k]} for k in range(image.shape[-1])]
+
+
+def test_series_to_cached_slices(tmp_path):
+    make_series(tmp_path / "data" / "a" / "p1", n=4, base=1000)
+    make_series(tmp_path / "data" / "a" / "p2", n=3, base=1100)
+    make_series(tmp_path / "data" / "b" / "p3", n=5, base=1200)
+    col = ImageCollection(tmp_path / "data", val_fraction=0.0, test_fraction=0.0)
+    ds = SliceDataset(
+        col.data("train"),
+        preprocess=LoadMedicalImaged("image"),
+        slicer=split_last_axis,
+        slice_transform=Resized("image", spatial_size=(16, 16)),
+        progress=False,
+    )
+    assert len(ds) == 12 and tuple(ds.images.shape) == (12, 1, 16, 16) and ds.images.dtype == torch.float32
+    assert ds.labels.dtype == torch.long and ds.labels.tolist() == [0] * 7 + [1] * 5
+    assert ds.num_slices_per_case == {"a/p1": 4, "a/p2": 3, "b/p3": 5}
+    assert ds.case_ids[:4] == ["a/p1"] * 4
+    # HU = raw - 1024, slices in position order, constant per slice (resize keeps it)
+    expected = [1000 + k - 1024 for k in range(4)] + [1100 + k - 1024 for k in range(3)]
+    expected += [1200 + k - 1024 for k in range(5)]
+    assert [ds.images[i].unique().tolist() for i in range(12)] == [[float(v)] for v in expected]
+    item = ds[5]
+    assert set(item) == {"image", "label", "case_id"} and item["case_id"] == "a/p2"
+    assert item["label"].dtype == torch.long and item["label"].ndim == 0 and item["label"].item() == 0
+    assert item["image"].dtype == torch.float32 and tuple(item["image"].shape) == (1, 16, 16)
+
+
+def test_2d_pngs_transform_and_half_cache(tmp_path):
+    for c, v in (("x", 10), ("y", 200)):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((6, 9), v + i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    col = ImageCollection(tmp_path, val_fraction=0.0, test_fraction=0.0)
+
+    def flip(d):
+        return {**d, "image": torch.flip(d["image"], dims=(-1,)) * 0 + d["image"].mean()}
+
+    ds = SliceDataset(col.data(), LoadMedicalImaged("image"), transform=flip, cache_dtype=torch.float16)
+    assert ds.images.dtype == torch.float16 and tuple(ds.images.shape) == (6, 1, 9, 6)
+    assert ds[4]["image"].dtype == torch.float32 and ds[4]["image"].unique().tolist() == [201.0]
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_load_time_bad_file_reported_with_path(tmp_path):
+    make_series(tmp_path / "ok", n=2, base=500, size=16)
+    raw = Path(CT_SMALL).read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(raw[: int(len(raw) * 0.6)])  # a record that skipped discovery: truncated pixel data
+    records = [
+        {"image": str(tmp_path / "ok"), "label": 0, "case_id": "ok"},
+        {"image": str(cut), "label": 1, "case_id": "cut"},
+    ]
+    with pytest.raises(DataValidationError) as info:
+        SliceDataset(records, LoadMedicalImaged("image"), slicer=split_last_axis, progress=False)
+    assert f"  {cut}: truncated: pixel data has" in str(info.value)
+    assert info.value.problems[0].stage == "load"
+
+    report = tmp_path / "out" / "bad_files.csv"
+    report.parent.mkdir()
+    report.write_text("path,stage,reason\n/x/old.dcm,discovery,not a DICOM file\n")
+    ds = SliceDataset(
+        records, LoadMedicalImaged("image"), slicer=split_last_axis, skip_bad_files=True, report_path=report
+    )
+    assert len(ds) == 2 and ds.case_ids == ["ok", "ok"] and ds.labels.tolist() == [0, 0]
+    with open(report, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "stage", "reason"] and rows[1][0] == "/x/old.dcm" and len(rows) == 3
+    assert rows[2][0] == str(cut) and rows[2][1] == "load" and rows[2][2].startswith("truncated")
+
+
+def test_any_preprocess_error_becomes_bad_file(tmp_path):
+    def broken(d):
+        raise RuntimeError("boom")
+
+    with pytest.raises(DataValidationError, match="rec.png: RuntimeError: boom"):
+        SliceDataset([{"image": "rec.png", "case_id": "r"}], broken, progress=False)
+    with pytest.raises(DataValidationError, match="no slice left"):
+        SliceDataset([{"image": "rec.png", "case_id": "r"}], broken, skip_bad_files=True, progress=False)
+    err = BadFileError("a.png", "x")
+    assert err.stage == "discovery"
+
+
+def test_shape_mismatch_and_missing_slicer(tmp_path):
+    recs = [{"image": torch.zeros(1, 8, 8), "case_id": "a"}, {"image": torch.zeros(1, 8, 6), "case_id": "b"}]
+    with pytest.raises(ValueError, match="image_size"):
+        SliceDataset(recs, preprocess=None, progress=False)
+    with pytest.raises(ValueError, match="slicer"):
+        SliceDataset([{"image": torch.zeros(1, 4, 4, 3), "case_id": "v"}], preprocess=None, progress=False)
+    ds = SliceDataset([{"image": torch.ones(1, 4, 4, 1), "case_id": "d1"}], preprocess=None, progress=False)
+    assert tuple(ds.images.shape) == (1, 1, 4, 4) and ds.labels is None and "label" not in ds[0]
+
+
+def test_loading_speed_24_series(tmp_path):
+    for s in range(24):
+        make_series(tmp_path / "data" / f"scan{s:02d}", n=16, base=100 * s)
+    col = ImageCollection(tmp_path / "data", val_fraction=0.0, test_fraction=0.0)
+    assert col.layout == "series_folders" and len(col) == 24
+    start = time.perf_counter()
+    ds = SliceDataset(col.data(), LoadMedicalImaged("image"), slicer=split_last_axis, progress=False)
+    elapsed = time.perf_counter() - start
+    assert tuple(ds.images.shape) == (384, 1, 128, 128)
+    assert elapsed < 10.0, f"loading 24 series of 16 slices took {elapsed:.1f}s"
+
+
+def test_real_ct_demo_end_to_end(tmp_path):
+    pytest.importorskip("medsyn_monai.data.demo", reason="medsyn_monai.data.demo is not available")
+    col = ImageCollection(tmp_path / "ct", demo="ct", val_fraction=0.1, test_fraction=0.1)
+    assert col.layout == "class_folders" and col.labelled and col.num_classes == 2
+    assert all(r["source_format"] == "dicom_series" for r in col.records)
+    train = col.data("train")
+    ds = SliceDataset(train, LoadMedicalImaged("image"), slicer=split_last_axis, progress=False)
+    assert len(ds) == sum(ds.num_slices_per_case.values()) and set(ds.num_slices_per_case) == {
+        r["case_id"] for r in train
+    }
+    assert ds.images.ndim == 4 and ds.images.shape[1] == 1
+    assert ds.images.min().item() >= -1100.0 and ds.images.max().item() <= 4000.0  # Hounsfield units
+    assert ds.labels.tolist() == [next(r["label"] for r in train if r["case_id"] == cid) for cid in ds.case_ids]
