@@ -32,9 +32,10 @@ def _train(output_dir, dataset_dir, **overrides):
 
 
 def test_check_properties_and_metadata(tmp_path, tiny_ct_demo):
+    overrides = {k: v for k, v in TINY.items() if k != "warmup_steps"}
     workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", meta_file=str(CONFIGS / "metadata.json"),
                               logging_file=str(CONFIGS / "logging.conf"), dataset_dir=str(tiny_ct_demo),
-                              output_dir=str(tmp_path), **{k: v for k, v in TINY.items() if k != "warmup_steps"})  # fmt: skip
+                              output_dir=str(tmp_path), **overrides)  # fmt: skip
     workflow.initialize()
     assert workflow.check_properties() == []  # nothing missing
     assert workflow.max_epochs == 100 and workflow.dataset_dir == str(tiny_ct_demo)

@@ -952,14 +952,22 @@ def create_ct_demo(
     return root
 
 
-_DEMO_FACTORIES: dict[str, Callable[..., Path]] = {DemoKind.CT: create_ct_demo}
+def _create_cells_demo(root: str | Path, **kwargs: Any) -> Path:
+    """:func:`medsyn_monai.data.demo_cells.create_cells_demo`, imported on first use."""
+    from medsyn_monai.data.demo_cells import create_cells_demo
+
+    return create_cells_demo(root, **kwargs)
+
+
+_DEMO_FACTORIES: dict[str, Callable[..., Path]] = {DemoKind.CT: create_ct_demo, DemoKind.CELLS: _create_cells_demo}
 
 
 def create_demo(kind: str, root: str | Path, **kwargs: Any) -> Path:
     """Write a synthetic demo collection of the given kind.
 
     Args:
-        kind: which demo (:class:`~medsyn_monai.utils.enums.DemoKind`): ``"ct"`` → :func:`create_ct_demo`.
+        kind: which demo (:class:`~medsyn_monai.utils.enums.DemoKind`): ``"ct"`` → :func:`create_ct_demo`,
+            ``"cells"`` → :func:`medsyn_monai.data.demo_cells.create_cells_demo`.
         root: destination folder.
         kwargs: passed to the kind's generator.
 
@@ -973,7 +981,7 @@ def create_demo(kind: str, root: str | Path, **kwargs: Any) -> Path:
         >>> create_demo("mri", "/nonexistent")
         Traceback (most recent call last):
         ...
-        ValueError: unknown demo kind 'mri'; known kinds: ['ct'].
+        ValueError: unknown demo kind 'mri'; known kinds: ['ct', 'cells'].
     """
     known = [str(k) for k in _DEMO_FACTORIES]
     key = str(kind).lower() if isinstance(kind, str) else kind

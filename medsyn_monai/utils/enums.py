@@ -114,9 +114,11 @@ class DemoKind(StrEnum):
     """Synthetic demo collections written by :func:`~medsyn_monai.data.demo.create_demo`.
 
     - ``CT``: digital abdominal CT phantom, one DICOM series per case, classes ``normal`` / ``lesion``.
+    - ``CELLS``: Giemsa-stained red blood cell crops (RGB PNG), classes ``parasitized`` / ``uninfected``.
     """
 
     CT = "ct"
+    CELLS = "cells"
 
 
 class HistogramUnit(StrEnum):
