@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -209,7 +210,7 @@ def test_sampler_writes_png_nifti(tmp_path):
     nii = nib.load(tmp_path / "s1" / "sample_00001_lesion.nii.gz").get_fdata()
     assert nii.shape == (8, 12) and nii.min() >= -160 - 1e-3 and nii.max() <= 240 + 1e-3
     # PNG and NIfTI hold the same image
-    png_vals = torch.tensor(list(png.getdata()), dtype=torch.float32).reshape(12, 8).T / 255
+    png_vals = torch.tensor(np.array(png), dtype=torch.float32).T / 255
     assert torch.allclose(png_vals, torch.tensor((nii + 160) / 400, dtype=torch.float32), atol=1 / 255 + 1e-3)
     assert (tmp_path / "s1" / "grid.png").is_file() and (tmp_path / "s1" / "samples.csv").is_file()
     # the same seed reproduces the images, another seed does not
