@@ -12,9 +12,10 @@ from . import (  # noqa: E402
     handlers,
     inferers,
     losses,
+    metrics,
     networks,
     transforms,
-    utils,  # noqa: E402  (order: utils first, the others depend on it)
+    utils,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "handlers",
     "inferers",
     "losses",
+    "metrics",
     "networks",
     "transforms",
     "utils",

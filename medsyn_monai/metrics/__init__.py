@@ -1,0 +1,23 @@
+"""Offline metrics for synthetic images: feature-distribution distances, diversity and statistical tests."""
+
+from __future__ import annotations
+
+from .distribution_tests import class_frequency_test, intensity_histogram_test, js_divergence, kl_divergence
+from .fid import frechet_distance, gaussian_frechet_distance
+from .kid import KernelInceptionDistance
+from .precision_recall import PrecisionRecallDensityCoverage
+from .ssim_diversity import MAX_ALL_PAIRS, cross_set_ssim, intra_set_ssim
+
+__all__ = [
+    "KernelInceptionDistance",
+    "MAX_ALL_PAIRS",
+    "PrecisionRecallDensityCoverage",
+    "class_frequency_test",
+    "cross_set_ssim",
+    "frechet_distance",
+    "gaussian_frechet_distance",
+    "intensity_histogram_test",
+    "intra_set_ssim",
+    "js_divergence",
+    "kl_divergence",
+]
