@@ -37,7 +37,7 @@ def networks(num_classes: int | None) -> dict[str, torch.nn.Module]:
             num_head_channels=64,
             num_class_embeds=num_classes,
         ),
-        "MONAI DiffusionModelUNet (32,64,128), no attention, 1 res block": DiffusionModelUNet(
+        "MONAI DiffusionModelUNet (32,64,128), mid-block attention only, 1 res block": DiffusionModelUNet(
             spatial_dims=2,
             in_channels=1,
             out_channels=1,
