@@ -16,6 +16,7 @@ from . import (  # noqa: E402
     networks,
     transforms,
     utils,
+    visualize,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "networks",
     "transforms",
     "utils",
+    "visualize",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .classification import classification_report, confusion_matrix
 from .distribution_tests import class_frequency_test, intensity_histogram_test, js_divergence, kl_divergence
 from .fid import frechet_distance, gaussian_frechet_distance
 from .kid import KernelInceptionDistance
@@ -13,6 +14,8 @@ __all__ = [
     "MAX_ALL_PAIRS",
     "PrecisionRecallDensityCoverage",
     "class_frequency_test",
+    "classification_report",
+    "confusion_matrix",
     "cross_set_ssim",
     "frechet_distance",
     "gaussian_frechet_distance",

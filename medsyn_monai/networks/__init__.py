@@ -1,3 +1,3 @@
-from .nets import LightweightDiffusionUNet
+from .nets import ExpertClassifier, LightweightDiffusionUNet
 
-__all__ = ["LightweightDiffusionUNet"]
+__all__ = ["ExpertClassifier", "LightweightDiffusionUNet"]

@@ -1,3 +1,4 @@
+from .classifiers import ExpertClassifier
 from .lightweight_unet import LightweightDiffusionUNet
 
-__all__ = ["LightweightDiffusionUNet"]
+__all__ = ["ExpertClassifier", "LightweightDiffusionUNet"]
