@@ -5,6 +5,7 @@ from .expert import (
     class_weights,
     evaluate_classifier,
 )
+from .generation_accuracy import GenerationAccuracyEvaluator
 from .prepare_batch import DiffusionPrepareBatch
 from .sampler import DiffusionSampler
 from .trainer import DiffusionTrainer
@@ -16,6 +17,7 @@ __all__ = [
     "DiffusionSampler",
     "DiffusionTrainer",
     "ExpertPrepareBatch",
+    "GenerationAccuracyEvaluator",
     "class_weights",
     "evaluate_classifier",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,12 +126,6 @@ class DiffusionSampler:
                 "use the same network settings as for training."
             ) from e
 
-    def _labels(self) -> list[int] | None:
-        if self.class_names is None:
-            return None
-        classes = self.class_labels if self.class_labels is not None else list(range(len(self.class_names)))
-        return [classes[i % len(classes)] for i in range(self.num_samples)]
-
     def _meta_tensor(self, image: torch.Tensor, name: str) -> MetaTensor:
         spatial = image.shape[1:]
         return MetaTensor(
@@ -142,54 +135,77 @@ class DiffusionSampler:
         )
 
     @torch.no_grad()
-    def run(self) -> list[dict]:
-        """Sample and write every image; return the manifest rows."""
-        self.load_weights()
+    def generate(
+        self,
+        num_samples: int | None = None,
+        labels: Sequence[int] | None = None,
+        seed: int | None = None,
+        verbose: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample images in memory (weights must be loaded: :meth:`load_weights`).
+
+        Args:
+            num_samples: number of images (default: ``num_samples`` of the sampler, or ``len(labels)``).
+            labels: class index of each image (default: the classes in turn for a conditional model).
+            seed: seed of the noise and stochastic steps (default: the sampler's); the same seed and labels give
+                the same images, so two models can be compared on identical noise.
+            verbose: progress bar (default: the sampler's ``verbose``).
+
+        Returns:
+            ``(images, labels)``: images ``(N, C, *spatial)`` in [-1, 1] on the CPU, labels ``(N,)`` or ``None``.
+        """
+        if labels is not None and self.class_names is None:
+            raise ValueError("labels need a class-conditional model (class_names).")
+        n = len(labels) if labels is not None else (num_samples or self.num_samples)
+        if labels is None and self.class_names is not None:
+            classes = self.class_labels if self.class_labels is not None else list(range(len(self.class_names)))
+            labels = [classes[i % len(classes)] for i in range(n)]
         self.network.to(self.device).eval()
         if self.num_inference_steps is not None:
             self.scheduler.set_timesteps(self.num_inference_steps)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        common = {"output_dir": str(self.output_dir), "output_postfix": "", "separate_folder": False,
-                  "resample": True, "print_log": False}  # fmt: skip
-        png_writer = SaveImage(output_ext=".png", output_dtype=np.uint8, scale=255, **common)
-        nii_writer = SaveImage(output_ext=".nii.gz", output_dtype=np.float32, **common)
-        generator = torch.Generator().manual_seed(self.seed)
-        labels = self._labels()
-        rows: list[dict] = []
-        all_images = []
-        lo, hi = self.nifti_range
-        num_batches = math.ceil(self.num_samples / self.batch_size)
-        for b in range(num_batches):
-            start = b * self.batch_size
-            n = min(self.batch_size, self.num_samples - start)
-            noise = torch.randn((n, *self.image_shape), generator=generator).to(self.device)
+        generator = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        batches = []
+        for start in range(0, n, self.batch_size):
+            m = min(self.batch_size, n - start)
+            noise = torch.randn((m, *self.image_shape), generator=generator).to(self.device)
             batch_labels = None
             if labels is not None:
-                batch_labels = torch.tensor(labels[start : start + n], device=self.device)
+                batch_labels = torch.as_tensor(list(labels[start : start + m]), device=self.device).long()
             images = self.inferer.sample(
                 noise,
                 self.network,
                 scheduler=self.scheduler,
-                verbose=self.verbose,
+                verbose=self.verbose if verbose is None else verbose,
                 class_labels=batch_labels,
                 guidance_scale=self.guidance_scale,
                 generator=generator,
             )
-            images = images.clamp(-1, 1).float().cpu()  # type: ignore[union-attr]
-            all_images.append(images)
-            for i in range(n):
-                idx = start + i
-                label = labels[idx] if labels is not None else None
-                class_name = self.class_names[label] if label is not None else None  # type: ignore[index]
-                name = f"sample_{idx:05d}" + (f"_{class_name}" if class_name is not None else "")
-                if self.save_png:
-                    png_writer(self._meta_tensor((images[i] + 1) / 2, name))
-                if self.save_nifti:
-                    nii_writer(self._meta_tensor(lo + (images[i] + 1) / 2 * (hi - lo), name))
-                rows.append({"file": name, "label": "" if label is None else label, "class_name": class_name or ""})
-            self.logger.info(f"sampled {start + n}/{self.num_samples} images")
-        stacked = torch.cat(all_images)
-        grid_images = stacked if stacked.ndim == 4 else stacked[..., stacked.shape[-1] // 2]
+            batches.append(images.clamp(-1, 1).float().cpu())  # type: ignore[union-attr]
+            self.logger.info(f"sampled {start + m}/{n} images")
+        label_tensor = torch.as_tensor(list(labels)).long() if labels is not None else None
+        return torch.cat(batches), label_tensor
+
+    def run(self) -> list[dict]:
+        """Load the weights, sample ``num_samples`` images and write every file; return the manifest rows."""
+        self.load_weights()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        images, labels = self.generate()
+        common = {"output_dir": str(self.output_dir), "output_postfix": "", "separate_folder": False,
+                  "resample": True, "print_log": False}  # fmt: skip
+        png_writer = SaveImage(output_ext=".png", output_dtype=np.uint8, scale=255, **common)
+        nii_writer = SaveImage(output_ext=".nii.gz", output_dtype=np.float32, **common)
+        lo, hi = self.nifti_range
+        rows: list[dict] = []
+        for idx in range(images.shape[0]):
+            label = int(labels[idx]) if labels is not None else None
+            class_name = self.class_names[label] if label is not None else None  # type: ignore[index]
+            name = f"sample_{idx:05d}" + (f"_{class_name}" if class_name is not None else "")
+            if self.save_png:
+                png_writer(self._meta_tensor((images[idx] + 1) / 2, name))
+            if self.save_nifti:
+                nii_writer(self._meta_tensor(lo + (images[idx] + 1) / 2 * (hi - lo), name))
+            rows.append({"file": name, "label": "" if label is None else label, "class_name": class_name or ""})
+        grid_images = images if images.ndim == 4 else images[..., images.shape[-1] // 2]
         save_grid_png(make_grid(grid_images[:64]), self.output_dir / "grid.png")
         with open(self.output_dir / "samples.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["file", "label", "class_name"])

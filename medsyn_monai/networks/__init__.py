@@ -1,3 +1,3 @@
-from .nets import ExpertClassifier, LightweightDiffusionUNet
+from .nets import ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
 
-__all__ = ["ExpertClassifier", "LightweightDiffusionUNet"]
+__all__ = ["ExpertClassifier", "FeatureExtractor", "LightweightDiffusionUNet"]

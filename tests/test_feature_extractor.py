@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medsyn_monai.metrics import frechet_distance
+from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor
+
+
+def test_expert_features_and_fid_known_answers():
+    torch.manual_seed(0)
+    expert = ExpertClassifier("resnet18", in_channels=1, num_classes=2, image_size=32, network_kwargs={})
+    fx = FeatureExtractor(expert)
+    images = torch.rand(12, 1, 16, 16) * 2 - 1
+    feats = fx.extract(images)
+    assert feats.shape == (12, expert.feature_dim)
+    assert torch.allclose(feats, expert.eval().features(images), atol=1e-5)
+    assert frechet_distance(feats, feats) < 1e-3  # a set with itself
+    assert frechet_distance(feats, fx.extract(torch.ones(12, 1, 16, 16))) > 0.0
+
+
+def test_ranges_channels_resize_and_pooling():
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return x  # (B, C, H, W) -> pooled to (B, C)
+
+    fx = FeatureExtractor(Probe(), image_size=8, model_in_channels=3, model_range=(0.0, 255.0))
+    out = fx(torch.full((2, 1, 4, 4), 1.0))
+    assert seen["x"].shape == (2, 3, 8, 8) and torch.allclose(seen["x"], torch.full_like(seen["x"], 255.0))
+    assert out.shape == (2, 3) and torch.allclose(out, torch.full((2, 3), 255.0))
+
+
+def test_torchscript_and_pickled_module_files(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 5, 3), torch.nn.ReLU())
+    torch.jit.save(torch.jit.script(net), tmp_path / "fx.ts")
+    torch.save(net, tmp_path / "fx.pt")
+    x = torch.randn(3, 1, 8, 8)
+    ref = FeatureExtractor(net)(x)
+    assert torch.allclose(FeatureExtractor(path=tmp_path / "fx.ts")(x), ref, atol=1e-6)
+    assert torch.allclose(FeatureExtractor(path=tmp_path / "fx.pt")(x), ref, atol=1e-6)
+    # a loader of dict batches
+    loader = [{"image": x[:2]}, {"image": x[2:]}]
+    assert torch.allclose(FeatureExtractor(net).extract(loader), ref, atol=1e-6)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        FeatureExtractor()
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        FeatureExtractor(path=tmp_path / "inception.pt")
+    torch.save({"a": torch.zeros(1)}, tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="not a model"):
+        FeatureExtractor(path=tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="no images"):
+        FeatureExtractor(torch.nn.Identity()).extract([])
