@@ -25,13 +25,17 @@ def test_bundle_files(bundle):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
-@pytest.mark.parametrize("kind", ["train", "inference"])
+@pytest.mark.parametrize("kind", ["train", "inference", "train_expert", "evaluate"])
 def test_contract_keys(bundle, kind):
+    if kind in ("train_expert", "evaluate") and not (bundle / "configs" / f"{kind}.json").is_file():
+        pytest.skip(f"{bundle.name} has no {kind}.json")
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / f"{kind}.json"))
     missing = [k for k in CONTRACT[kind] if k not in parser.config]
     assert not missing, f"{bundle.name}/{kind}.json lacks top-level keys {missing}"
     # outputs live under output_dir
     text = (bundle / "configs" / f"{kind}.json").read_text()
-    for sub in ("models", "samples") + (("tensorboard",) if kind == "train" else ()):
+    subs = {"train": ("models", "samples", "tensorboard"), "inference": ("models", "samples"),
+            "train_expert": ("models", "tensorboard", "eval"), "evaluate": ("models", "eval")}[kind]  # fmt: skip
+    for sub in subs:
         assert f"'{sub}'" in text, f"{bundle.name}/{kind}.json does not write to output_dir/{sub}"

@@ -166,3 +166,19 @@ def test_real_ct_compressed_series(tmp_path, shared_data):
     bundle_run(config_file=INFER, output_dir=str(out), num_samples=2, num_inference_steps=2,
                logging_file=str(CONFIGS / "logging.conf"))  # fmt: skip
     assert len(list((out / "samples").glob("sample_*.nii.gz"))) == 2
+
+
+def test_train_expert(tmp_path, tiny_ct_demo):
+    """train_expert.json: a ResNet-18 expert on the same data path; best checkpoint and val/test reports."""
+    out = tmp_path / "run"
+    bundle_run(config_file=str(CONFIGS / "train_expert.json"), dataset_dir=str(tiny_ct_demo), output_dir=str(out),
+               max_epochs=2, image_size=16, batch_size=8, logging_file=str(CONFIGS / "logging.conf"))  # fmt: skip
+    expert = out / "models" / "expert"
+    assert {"best_model.pt", "best_metric.json", "model_info.json"} <= {p.name for p in expert.iterdir()}
+    info = json.loads((expert / "model_info.json").read_text())
+    assert info["class_names"] == ["lesion", "normal"] and info["name"] == "resnet18"
+    report = json.loads((out / "eval" / "expert" / "test_metrics.json").read_text())
+    assert 0.0 <= report["accuracy"] <= 1.0 and len(report["confusion_matrix"]) == 2
+    assert sum(map(sum, report["confusion_matrix"])) == report["num_samples"] > 0
+    assert (out / "eval" / "expert" / "val_confusion_matrix.png").is_file()
+    assert len(list(csv.DictReader(open(out / "expert_train_log.csv")))) == 2
