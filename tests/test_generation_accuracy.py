@@ -53,7 +53,7 @@ def test_oracle_scores_one_and_constant_one_over_c(tmp_path):
     assert res["generation_confusion_matrix"] == [[15 if i == j else 0 for j in range(4)] for i in range(4)]
     assert res["expert_accuracy_real"] == 1.0
     assert json.loads((tmp_path / "generation_accuracy.json").read_text())["num_seeds"] == 3
-    for png in ("confusion_synthetic.png", "confusion_real.png"):
+    for png in ("generation_confusion_synthetic.png", "generation_confusion_real.png"):
         assert Image.open(tmp_path / png).size[0] > 100
     # seeds base_seed + k, identical class order each time: two models see identical noise
     assert [c[1] for c in gen.calls] == [0, 1, 2] and all(c[0] == gen.calls[0][0] for c in gen.calls)

@@ -1,3 +1,5 @@
+from .ablation import AblationRunner
+from .evaluation import SyntheticImageEvaluator
 from .expert import (
     BestCheckpointHandler,
     ClassificationEvaluator,
@@ -11,6 +13,7 @@ from .sampler import DiffusionSampler
 from .trainer import DiffusionTrainer
 
 __all__ = [
+    "AblationRunner",
     "BestCheckpointHandler",
     "ClassificationEvaluator",
     "DiffusionPrepareBatch",
@@ -18,6 +21,7 @@ __all__ = [
     "DiffusionTrainer",
     "ExpertPrepareBatch",
     "GenerationAccuracyEvaluator",
+    "SyntheticImageEvaluator",
     "class_weights",
     "evaluate_classifier",
 ]

@@ -116,6 +116,7 @@ class GenerationAccuracyEvaluator:
             "generation_accuracy_std": float(np.std(per_seed)),
             "generation_accuracy_per_seed": per_seed,
             "generation_accuracy_per_class": {name: float(np.mean(v)) for name, v in per_class.items()},
+            **{f"generation_accuracy_{name}": float(np.mean(v)) for name, v in per_class.items()},
             "generation_confusion_matrix": total.tolist(),
             "num_seeds": self.num_seeds,
             "samples_per_class": self.samples_per_class,
@@ -133,15 +134,14 @@ class GenerationAccuracyEvaluator:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             with open(self.output_dir / "generation_accuracy.json", "w") as f:
                 json.dump(result, f, indent=2)
-            save_confusion_matrix_png(
-                total, self.class_names, self.output_dir / "confusion_synthetic.png",
-                title=f"expert on generated images ({self.num_seeds} seeds)",
-            )  # fmt: skip
+            out = self.output_dir
+            title = f"expert on generated images ({self.num_seeds} seeds)"
+            save_confusion_matrix_png(total, self.class_names, out / "generation_confusion_synthetic.png", title=title)
             if "expert_confusion_matrix_real" in result:
+                real_cm = result["expert_confusion_matrix_real"]
                 save_confusion_matrix_png(
-                    result["expert_confusion_matrix_real"], self.class_names, self.output_dir / "confusion_real.png",
-                    title="expert on real images",
-                )  # fmt: skip
+                    real_cm, self.class_names, out / "generation_confusion_real.png", title="expert on real images"
+                )
         self.logger.info(
             f"generation accuracy {result['generation_accuracy_mean']:.3f} ± {result['generation_accuracy_std']:.3f} "
             f"over {self.num_seeds} seeds"
