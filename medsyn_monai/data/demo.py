@@ -39,7 +39,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -785,37 +785,86 @@ def _is_stale_tmp(path: Path) -> bool:
     return time.time() - path.stat().st_mtime > 86400
 
 
-def _existing_demo_matches(root: Path, expected: dict) -> bool:
-    """True if ``root`` holds a complete demo made with the ``expected`` generator; raises if it holds anything else."""
+def _existing_demo_matches(
+    root: Path, expected: dict, what: str, incomplete: Callable[[Path, dict], str | None]
+) -> bool:
+    """True if ``root`` holds a complete ``what`` demo made with the ``expected`` generator, False if it is empty.
+
+    Raises a ``ValueError`` naming ``root`` when it holds anything else; ``incomplete(root, meta)`` returns why an
+    identical demo is incomplete (or ``None``).
+    """
     entries = [e for e in root.iterdir() if not e.name.startswith(_TMP_PREFIX)]
     if not entries:
         return False
+    refuse = f"Refusing to write the {what} demo into '{root}'"
     meta_file = root / "dataset.json"
     if not meta_file.is_file():
         raise ValueError(
-            f"Refusing to write the CT demo into '{root}': the folder is not empty and holds no demo "
+            f"{refuse}: the folder is not empty and holds no demo "
             f"(no dataset.json). Use an empty or new folder, or delete '{root}' if it is a partial demo."
         )
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"Refusing to write the CT demo into '{root}': unreadable dataset.json ({exc}).") from exc
+        raise ValueError(f"{refuse}: unreadable dataset.json ({exc}).") from exc
     if meta.get("generator") != expected:
         raise ValueError(
-            f"Refusing to write the CT demo into '{root}': it holds a different collection "
+            f"{refuse}: it holds a different collection "
             f"(generator {meta.get('generator')!r}, requested {expected!r}). Use another folder or delete it."
         )
-    num_slices = expected["parameters"]["num_slices"]
+    problem = incomplete(root, meta)
+    if problem:
+        raise ValueError(f"{refuse}: {problem}")
+    return True
+
+
+def write_demo_atomically(
+    root: str | Path,
+    what: str,
+    generator: dict,
+    top_level: Sequence[str],
+    write: Callable[[Path], None],
+    incomplete: Callable[[Path, dict], str | None],
+) -> Path:
+    """Write a demo collection into ``root`` without ever leaving a half-written one that looks complete.
+
+    ``write(tmp)`` fills a temporary folder inside ``root`` with the ``top_level`` entries, ``README.md`` and
+    ``dataset.json`` (which records ``generator``); they are then moved into place, ``dataset.json`` last. A
+    ``root`` that already holds the identical, complete demo is returned untouched; a non-empty ``root`` holding
+    anything else is refused (``ValueError`` naming it). Temporary folders left by dead processes are removed.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"Refusing to write the {what} demo into '{root}': it exists and is not a folder.")
+    root.mkdir(parents=True, exist_ok=True)
+    if _existing_demo_matches(root, generator, what, incomplete):
+        return root
+    for stale in root.glob(_TMP_PREFIX + "*"):
+        if stale.is_dir() and _is_stale_tmp(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f"{_TMP_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        write(tmp)
+        if (root / "dataset.json").exists():  # a concurrent run finished first
+            if _existing_demo_matches(root, generator, what, incomplete):
+                return root
+        for name in (*top_level, "README.md", "dataset.json"):  # dataset.json last: marks completion
+            os.replace(tmp / name, root / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _ct_demo_incomplete(root: Path, meta: dict) -> str | None:
+    generator = meta["generator"]["parameters"]
     for case in meta.get("cases", []):
         case_dir = root / case["path"]
-        if not case_dir.is_dir() or len(list(case_dir.glob("*.dcm"))) != num_slices:
-            raise ValueError(
-                f"Refusing to write the CT demo into '{root}': it holds the same demo but case '{case['path']}' "
-                f"is incomplete. Delete '{root}' and run again."
-            )
-    if len(meta.get("cases", [])) != expected["parameters"]["num_cases"]:
-        raise ValueError(f"Refusing to write the CT demo into '{root}': its dataset.json case list is incomplete.")
-    return True
+        if not case_dir.is_dir() or len(list(case_dir.glob("*.dcm"))) != generator["num_slices"]:
+            return f"it holds the same demo but case '{case['path']}' is incomplete. Delete '{root}' and run again."
+    if len(meta.get("cases", [])) != generator["num_cases"]:
+        return "its dataset.json case list is incomplete."
+    return None
 
 
 def _readme(generator: dict, counts: dict[str, int]) -> str:
@@ -889,22 +938,11 @@ def create_ct_demo(
         (['README.md', 'dataset.json', 'lesion', 'normal'], 4, ['normal', 'lesion'])
     """
     _check_collection_args(num_cases, num_slices, size, seed, lesion_fraction)
-    root = Path(root)
     generator = _expected_generator(num_cases, num_slices, size, seed, lesion_fraction)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"Refusing to write the CT demo into '{root}': it exists and is not a folder.")
-    root.mkdir(parents=True, exist_ok=True)
-    if _existing_demo_matches(root, generator):
-        return root
-    for stale in root.glob(_TMP_PREFIX + "*"):
-        if stale.is_dir() and _is_stale_tmp(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-
     key = json.dumps(generator, sort_keys=True)  # every parameter goes into the UIDs
     classes = ct_demo_case_classes(num_cases, seed, lesion_fraction)
-    tmp = root / f"{_TMP_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+
+    def write(tmp: Path) -> None:
         for cls_name in CT_DEMO_CLASSES:
             (tmp / cls_name).mkdir()
         cases = []
@@ -942,14 +980,8 @@ def create_ct_demo(
         }
         (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if (root / "dataset.json").exists():  # a concurrent run finished first
-            if _existing_demo_matches(root, generator):
-                return root
-        for name in (*CT_DEMO_CLASSES, "README.md", "dataset.json"):  # dataset.json last: marks completion
-            os.replace(tmp / name, root / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return write_demo_atomically(root, "CT", generator, CT_DEMO_CLASSES, write, _ct_demo_incomplete)
 
 
 def _create_cells_demo(root: str | Path, **kwargs: Any) -> Path:

@@ -32,16 +32,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from medsyn_monai.data.demo import _TMP_PREFIX, _check_int, _is_stale_tmp
+from medsyn_monai.data.demo import _check_int, write_demo_atomically
 
 __all__ = [
     "CELLS_DEMO_VERSION",
@@ -221,34 +218,15 @@ def _expected_generator(num_per_class: int, size: int, seed: int) -> dict:
     }
 
 
-def _existing_demo_matches(root: Path, expected: dict) -> bool:
-    """True if ``root`` holds a complete demo made with the ``expected`` generator; raises if it holds anything else."""
-    entries = [e for e in root.iterdir() if not e.name.startswith(_TMP_PREFIX)]
-    if not entries:
-        return False
-    meta_file = root / "dataset.json"
-    if not meta_file.is_file():
-        raise ValueError(
-            f"Refusing to write the cells demo into '{root}': the folder is not empty and holds no demo "
-            f"(no dataset.json). Use an empty or new folder, or delete '{root}' if it is a partial demo."
-        )
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"Refusing to write the cells demo into '{root}': unreadable dataset.json ({exc}).") from exc
-    if meta.get("generator") != expected:
-        raise ValueError(
-            f"Refusing to write the cells demo into '{root}': it holds a different collection "
-            f"(generator {meta.get('generator')!r}, requested {expected!r}). Use another folder or delete it."
-        )
+def _cells_demo_incomplete(root: Path, meta: dict) -> str | None:
     images = meta.get("images", [])
     missing = [im["path"] for im in images if not (root / im["path"]).is_file()]
-    if missing or len(images) != 2 * expected["parameters"]["num_per_class"]:
-        raise ValueError(
-            f"Refusing to write the cells demo into '{root}': it holds the same demo but it is incomplete "
-            f"({len(missing)} listed image(s) missing). Delete '{root}' and run again."
+    if missing or len(images) != 2 * meta["generator"]["parameters"]["num_per_class"]:
+        return (
+            f"it holds the same demo but it is incomplete ({len(missing)} listed image(s) missing). "
+            f"Delete '{root}' and run again."
         )
-    return True
+    return None
 
 
 def _readme(generator: dict, counts: dict[str, int]) -> str:
@@ -313,20 +291,9 @@ def create_cells_demo(root: str | Path, num_per_class: int = 200, size: int = 64
     _check_int("num_per_class", num_per_class, 1)
     _check_size(size)
     _check_int("seed", seed, 0)
-    root = Path(root)
     generator = _expected_generator(num_per_class, size, seed)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"Refusing to write the cells demo into '{root}': it exists and is not a folder.")
-    root.mkdir(parents=True, exist_ok=True)
-    if _existing_demo_matches(root, generator):
-        return root
-    for stale in root.glob(_TMP_PREFIX + "*"):
-        if stale.is_dir() and _is_stale_tmp(stale):
-            shutil.rmtree(stale, ignore_errors=True)
 
-    tmp = root / f"{_TMP_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    def write(tmp: Path) -> None:
         images: list[dict[str, Any]] = []
         for label, cls_name in enumerate(CELLS_DEMO_CLASSES):
             (tmp / cls_name).mkdir()
@@ -355,11 +322,5 @@ def create_cells_demo(root: str | Path, num_per_class: int = 200, size: int = 64
         }
         (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if (root / "dataset.json").exists():  # a concurrent run finished first
-            if _existing_demo_matches(root, generator):
-                return root
-        for name in (*CELLS_DEMO_CLASSES, "README.md", "dataset.json"):  # dataset.json last: marks completion
-            os.replace(tmp / name, root / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return write_demo_atomically(root, "cells", generator, CELLS_DEMO_CLASSES, write, _cells_demo_incomplete)
