@@ -257,3 +257,20 @@ def test_exponential_moving_average_handler():
         ExponentialMovingAverage(net, decay=1.0)
     with pytest.raises(ValueError, match="separate"):
         ExponentialMovingAverage(net, net)
+
+
+def test_channel_mismatch_is_clear():
+    net = LightweightDiffusionUNet(in_channels=3, out_channels=3, channels=(8, 16), norm_num_groups=4)
+    trainer = DiffusionTrainer("cpu", 1, _loader(1), net, torch.optim.Adam(net.parameters()), DDPMScheduler(10))
+    with pytest.raises(ValueError, match="1 channel.*expects 3.*--in_channels 1"):
+        trainer.run()
+
+
+def test_no_checkpoint_when_failing_before_training(tmp_path):
+    net = LightweightDiffusionUNet(in_channels=3, out_channels=3, channels=(8, 16), norm_num_groups=4)
+    opt = torch.optim.Adam(net.parameters())
+    ckpt = AtomicCheckpoint(tmp_path / "models", {"network": net, "optimizer": opt}, model_key="network")
+    trainer = DiffusionTrainer("cpu", 1, _loader(1), net, opt, DDPMScheduler(10), train_handlers=[ckpt])
+    with pytest.raises(ValueError, match="channel"):
+        trainer.run()
+    assert not (tmp_path / "models" / "checkpoint.pt").exists()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
@@ -111,8 +111,25 @@ class DiffusionTrainer(SupervisedTrainer):
         self.raw_network = network  # uncompiled module: what checkpoints and EMA refer to
         self.noise_scheduler = scheduler
         self.max_grad_norm = max_grad_norm
+        self._batch_checked = False
+        self.add_event_handler(Events.ITERATION_STARTED, self._check_first_batch)
         if max_grad_norm is not None:
             self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._clip_gradients)
+
+    def _check_first_batch(self, engine: Engine) -> None:
+        """Fail with a clear message when the data's channels do not match the network's ``in_channels``."""
+        if self._batch_checked:
+            return
+        self._batch_checked = True
+        batch = engine.state.batch
+        images = batch.get("image") if isinstance(batch, dict) else None
+        expected = getattr(self.raw_network, "in_channels", None)
+        if images is not None and expected is not None and images.ndim >= 3 and images.shape[1] != expected:
+            raise ValueError(
+                f"the training images have {images.shape[1]} channel(s) but the network expects {expected}: set the "
+                f"bundle's in_channels to {images.shape[1]} (command line: --in_channels {images.shape[1]}) or convert "
+                "the images (e.g. RGBToGreyd)."
+            )
 
     def _clip_gradients(self, engine: Engine) -> None:
         if self.amp and self.scaler is not None:

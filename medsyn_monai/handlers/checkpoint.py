@@ -85,6 +85,7 @@ class AtomicCheckpoint:
         self.logger = logging.getLogger(__name__)
         self.resumed_from_epoch: int | None = None
         self._saved_iteration: int | None = None
+        self._trained_iterations = 0  # iterations completed by this run (not counting resumed ones)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -103,6 +104,7 @@ class AtomicCheckpoint:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         engine.add_event_handler(Events.COMPLETED, self.save)
         if self.save_on_exception:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._count_iteration)
             engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
 
     def save(self, engine: Engine | None = None) -> None:
@@ -140,7 +142,12 @@ class AtomicCheckpoint:
             self.logger.info(f"{path} already holds {engine.state.epoch} epochs >= max_epochs; nothing to train.")
             engine.terminate()
 
+    def _count_iteration(self, engine: Engine) -> None:
+        self._trained_iterations += 1
+
     def _on_exception(self, engine: Engine, e: Exception) -> None:
-        if engine.state.iteration > 0:
+        # only save what this run has trained: a failure before the first completed iteration (bad data, wrong
+        # settings) must not leave a checkpoint that a corrected rerun would then try to resume from
+        if self._trained_iterations > 0:
             self.save(engine)
         raise e
