@@ -30,6 +30,9 @@ class AblationRunner:
     model); the samples are compared with ``real_images`` through ``feature_extractor`` (a domain expert: FID values
     compare only within one extractor) and by intra-set SSIM (lower = more diverse). Results: mean ± std over seeds
     per variant, printed as a Markdown table and written to ``output_dir/ablation.json`` and ``ablation.md``.
+    With ``sampling_steps`` every trained model is also sampled with each of several DDIM step counts, giving one row
+    per variant and step count with the sampling time per image — the diffusion-steps ablation (train-time ``T`` as
+    variants × sampling steps, quality vs time).
     Finished runs are reused: a variant/seed whose ``models/model.pt`` exists is not retrained (delete its folder to
     redo it), so an interrupted ablation continues where it stopped.
 
@@ -43,7 +46,8 @@ class AblationRunner:
         output_dir: folder of the runs and the table.
         common_overrides: overrides applied to every run (dataset_dir, max_epochs, image_size, ...).
         num_samples: images sampled per model.
-        num_inference_steps: DDIM steps for sampling.
+        num_inference_steps: DDIM steps for sampling (when ``sampling_steps`` is not given).
+        sampling_steps: several DDIM step counts to sample every model with (a row per variant and count).
         kid_subset_size: KID subset size (capped by the set sizes).
         ssim_pairs: random pairs for intra-set SSIM.
     """
@@ -62,6 +66,7 @@ class AblationRunner:
         num_inference_steps: int = 50,
         kid_subset_size: int = 100,
         ssim_pairs: int = 500,
+        sampling_steps: Sequence[int] | None = None,
     ) -> None:
         if not variants:
             raise ValueError("variants must name at least one variant.")
@@ -79,6 +84,9 @@ class AblationRunner:
         self.common_overrides = dict(common_overrides or {})
         self.num_samples = num_samples
         self.num_inference_steps = num_inference_steps
+        self.sampling_steps = [int(s) for s in sampling_steps] if sampling_steps else None
+        if self.sampling_steps is not None and min(self.sampling_steps) < 1:
+            raise ValueError(f"sampling_steps must be positive, got {self.sampling_steps}.")
         self.kid = KernelInceptionDistance(num_subsets=50, subset_size=kid_subset_size, seed=0)
         self.ssim_pairs = ssim_pairs
         self.logger = logging.getLogger(__name__)
@@ -97,12 +105,13 @@ class AblationRunner:
         bundle_run(config_file=self.train_config, **overrides)
         return time.perf_counter() - t0
 
-    def sample(self, variant: str, seed: int) -> torch.Tensor:
+    def sample(self, variant: str, seed: int, num_inference_steps: int | None = None) -> torch.Tensor:
         """Sample ``num_samples`` images from one trained model with the bundle's inference config."""
+        steps = num_inference_steps or self.num_inference_steps
         parser = ConfigParser()
         parser.read_config(self.inference_config)
         parser.update({"output_dir": str(self.run_dir(variant, seed)), "seed": seed,
-                       "num_inference_steps": self.num_inference_steps, "num_samples": self.num_samples})  # fmt: skip
+                       "num_inference_steps": steps, "num_samples": self.num_samples})  # fmt: skip
         sampler: DiffusionSampler = parser.get_parsed_content("sampler")
         sampler.verbose = False
         sampler.load_weights()
@@ -125,16 +134,26 @@ class AblationRunner:
         results: dict[str, Any] = {"variants": {}, "seeds": self.seeds, "num_samples": self.num_samples,
                                    "reference": {"ssim_intra_real": float(intra_set_ssim(
                                        self.real_images, num_pairs=self.ssim_pairs, seed=0))}}  # fmt: skip
+        steps_list = self.sampling_steps or [self.num_inference_steps]
         for variant in self.variants:
-            runs = []
+            runs: dict[int, list[dict[str, float]]] = {steps: [] for steps in steps_list}
             for seed in self.seeds:
                 seconds = self.train(variant, seed)
-                scores = self.score(self.sample(variant, seed), real_features)
-                runs.append({"seed": seed, "train_seconds": seconds, **scores})
-                self.logger.info(f"{variant} seed {seed}: {scores}")
-            summary = {f"{k}_{stat}": float(fn([r[k] for r in runs])) for k in ("fid", "kid", "ssim_intra")
-                       for stat, fn in (("mean", np.mean), ("std", np.std))}  # fmt: skip
-            results["variants"][variant] = {"overrides": self.variants[variant], "runs": runs, **summary}
+                for steps in steps_list:
+                    t0 = time.perf_counter()
+                    images = self.sample(variant, seed, steps)
+                    per_image = (time.perf_counter() - t0) / images.shape[0]
+                    scores = self.score(images, real_features)
+                    runs[steps].append({"seed": seed, "train_seconds": seconds, "sample_seconds_per_image": per_image,
+                                        **scores})  # fmt: skip
+                    self.logger.info(f"{variant} seed {seed}, {steps} steps: {scores}")
+            for steps in steps_list:
+                name = variant if self.sampling_steps is None else f"{variant}, {steps} steps"
+                keys = ("fid", "kid", "ssim_intra", "sample_seconds_per_image")
+                summary = {f"{k}_{stat}": float(fn([r[k] for r in runs[steps]])) for k in keys
+                           for stat, fn in (("mean", np.mean), ("std", np.std))}  # fmt: skip
+                results["variants"][name] = {"overrides": self.variants[variant], "num_inference_steps": steps,
+                                             "runs": runs[steps], **summary}  # fmt: skip
         table = self.table(results)
         print(table)
         with open(self.output_dir / "ablation.json", "w") as f:
@@ -144,14 +163,16 @@ class AblationRunner:
 
     def table(self, results: Mapping[str, Any]) -> str:
         lines = [
-            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | KID ↓ | SSIM intra ↓ |",
-            "|---|---|---:|---:|---:|",
+            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | KID ↓ | SSIM intra ↓ | "
+            "sampling s/img |",
+            "|---|---|---:|---:|---:|---:|",
         ]
         for name, r in results["variants"].items():
             overrides = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
             lines.append(
                 f"| {name} | {overrides} | {r['fid_mean']:.2f} ± {r['fid_std']:.2f} | "
-                f"{r['kid_mean']:.4f} ± {r['kid_std']:.4f} | {r['ssim_intra_mean']:.3f} ± {r['ssim_intra_std']:.3f} |"
+                f"{r['kid_mean']:.4f} ± {r['kid_std']:.4f} | {r['ssim_intra_mean']:.3f} ± {r['ssim_intra_std']:.3f} | "
+                f"{r['sample_seconds_per_image_mean']:.3f} |"
             )
-        lines.append(f"| real images (reference) | — | — | — | {results['reference']['ssim_intra_real']:.3f} |")
+        lines.append(f"| real images (reference) | — | — | — | {results['reference']['ssim_intra_real']:.3f} | — |")
         return "\n".join(lines)
