@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.networks.schedulers import Scheduler
+from monai.networks.schedulers import DDIMScheduler, Scheduler
 from monai.transforms import SaveImage
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
@@ -163,6 +163,14 @@ class DiffusionSampler:
         self.network.to(self.device).eval()
         if self.num_inference_steps is not None:
             self.scheduler.set_timesteps(self.num_inference_steps)
+            train_steps = self.scheduler.num_train_timesteps
+            if isinstance(self.scheduler, DDIMScheduler) and train_steps % self.num_inference_steps:
+                # MONAI's DDIM step goes from t to t - T // n, but the time steps it samples are spaced unevenly
+                # when n does not divide T: every other update then targets the wrong noise level
+                self.logger.warning(
+                    f"num_inference_steps={self.num_inference_steps} does not divide num_train_timesteps="
+                    f"{train_steps}: DDIM samples degrade (measured in bundles/cell_ddpm/docs); use a divisor."
+                )
         generator = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
         batches = []
         for start in range(0, n, self.batch_size):
