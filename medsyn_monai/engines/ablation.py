@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from monai.bundle import run as bundle_run
 from medsyn_monai.engines.sampler import DiffusionSampler
 from medsyn_monai.metrics import KernelInceptionDistance, frechet_distance, intra_set_ssim
 from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
+from medsyn_monai.utils.io import write_json
 
 __all__ = ["AblationRunner"]
 
@@ -156,8 +156,7 @@ class AblationRunner:
                                              "runs": runs[steps], **summary}  # fmt: skip
         table = self.table(results)
         print(table)
-        with open(self.output_dir / "ablation.json", "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(self.output_dir / "ablation.json", results)
         (self.output_dir / "ablation.md").write_text(table + "\n")
         return results
 

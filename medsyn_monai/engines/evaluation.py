@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from medsyn_monai.metrics import (
 from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
 from medsyn_monai.utils.enums import HistogramUnit
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
+from medsyn_monai.utils.io import json_ready, write_json
 from medsyn_monai.visualize import save_confusion_matrix_png, save_histogram_png
 
 __all__ = ["SyntheticImageEvaluator"]
@@ -74,17 +73,6 @@ _MEANINGS = {
     "kl_class": "KL(real ‖ synthetic) of the class frequencies (expert predictions on synthetic images), in nats; "
     "lower is better",
 }
-
-
-def _json_safe(value: Any) -> Any:
-    """Python scalars for JSON: numpy/torch numbers unwrapped, NaN and infinities as ``None``."""
-    if isinstance(value, torch.Tensor):
-        value = value.item()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _format(value: Any) -> str:
@@ -488,7 +476,7 @@ class SyntheticImageEvaluator:
         for key, value in (extra_metrics or {}).items():
             if isinstance(value, (int, float, np.floating, np.integer)) or value is None:
                 metrics[str(key)] = value
-        metrics = {key: _json_safe(value) for key, value in metrics.items()}
+        metrics = {key: json_ready(value) for key, value in metrics.items()}
         if self.output_dir is not None:
             self._write(metrics, info, pixel_counts, confusions)
         return metrics
@@ -555,9 +543,7 @@ class SyntheticImageEvaluator:
         out = self.output_dir
         assert out is not None
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "metrics.json", "w", encoding="utf-8") as f:
-            json.dump(metrics, f, sort_keys=True, indent=2)
-            f.write("\n")
+        write_json(out / "metrics.json", metrics, sort_keys=True)
         save_grid_png(
             make_grid(self._grid_images(self.real_images, self.real_labels), nrow=_GRID_ROW), out / "real_grid.png"
         )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from monai.engines import SupervisedEvaluator
 from monai.utils import CommonKeys
 
 from medsyn_monai.metrics.classification import classification_report
+from medsyn_monai.utils.io import atomic_write, write_json
 from medsyn_monai.visualize.confusion_matrix import save_confusion_matrix_png
 
 __all__ = [
@@ -36,42 +35,6 @@ REPORT_SCALARS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_ma
 def _plain(x: Any) -> torch.Tensor:
     x = torch.as_tensor(x)
     return x.as_tensor() if isinstance(x, MetaTensor) else x
-
-
-def _json_ready(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats replaced by ``None`` (strict JSON) and tensors/arrays as lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, (torch.Tensor, np.ndarray, np.generic)):
-        return _json_ready(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place with ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(_json_ready(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-
-    _atomic_write(path, write)
 
 
 class ExpertPrepareBatch:
@@ -241,7 +204,7 @@ class ClassificationEvaluator(SupervisedEvaluator):
             raise RuntimeError("no report yet: run the evaluator first.")
         output_dir = Path(output_dir)
         json_path = output_dir / f"{prefix}metrics.json"
-        _write_json(json_path, {**self.report, "epoch": int(self.state.epoch)})
+        write_json(json_path, {**self.report, "epoch": int(self.state.epoch)})
         if title is None:
             title = (
                 f"{prefix}accuracy {self.report['accuracy']:.3f}, "
@@ -429,7 +392,7 @@ class BestCheckpointHandler:
             else:
                 break
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        _atomic_write(self.model_path, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.model_path, lambda tmp: torch.save(state, tmp))
         scalars = {
             k: float(v.item() if isinstance(v, torch.Tensor) else v)
             for k, v in (metrics or {}).items()
@@ -443,7 +406,7 @@ class BestCheckpointHandler:
             "model": self.model_name,
             "metrics": scalars,
         }
-        _write_json(self.metric_path, record)
+        write_json(self.metric_path, record)
         self.logger.info(f"new best {self.metric_name} {self.best_value:.4f} at epoch {epoch}: saved {self.model_path}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from medsyn_monai.metrics.classification import classification_report, confusion_matrix
+from medsyn_monai.utils.io import write_json
 from medsyn_monai.visualize import save_confusion_matrix_png
 
 __all__ = ["GenerationAccuracyEvaluator"]
@@ -132,8 +132,7 @@ class GenerationAccuracyEvaluator:
             result["expert_confusion_matrix_real"] = real["confusion_matrix"]
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.output_dir / "generation_accuracy.json", "w") as f:
-                json.dump(result, f, indent=2)
+            write_json(self.output_dir / "generation_accuracy.json", result)
             out = self.output_dir
             title = f"expert on generated images ({self.num_seeds} seeds)"
             save_confusion_matrix_png(total, self.class_names, out / "generation_confusion_synthetic.png", title=title)

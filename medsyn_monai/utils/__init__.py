@@ -9,6 +9,7 @@ from .enums import (
     TimeInjection,
 )
 from .image_grid import make_grid, save_grid_png, to_display_uint8
+from .io import atomic_write, json_ready, write_json
 from .model_info import MODEL_INFO_NAME, load_model_info, save_model_info
 
 __all__ = [
@@ -21,9 +22,12 @@ __all__ = [
     "SourceFormat",
     "Split",
     "TimeInjection",
+    "atomic_write",
+    "json_ready",
     "load_model_info",
     "make_grid",
     "save_grid_png",
     "save_model_info",
     "to_display_uint8",
+    "write_json",
 ]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from medsyn_monai.utils.io import write_json
 
 __all__ = ["MODEL_INFO_NAME", "save_model_info", "load_model_info"]
 
@@ -22,14 +22,7 @@ def save_model_info(models_dir: str | Path, **info: Any) -> Path:
         >>> load_model_info(save_model_info(d, image_size=32, class_names=["a", "b"]))["class_names"]
         ['a', 'b']
     """
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    path = models_dir / MODEL_INFO_NAME
-    fd, tmp = tempfile.mkstemp(dir=models_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(info, f, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(models_dir) / MODEL_INFO_NAME, info)
 
 
 def load_model_info(path: str | Path) -> dict[str, Any]:
