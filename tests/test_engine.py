@@ -274,3 +274,12 @@ def test_no_checkpoint_when_failing_before_training(tmp_path):
     with pytest.raises(ValueError, match="channel"):
         trainer.run()
     assert not (tmp_path / "models" / "checkpoint.pt").exists()
+
+
+def test_make_grid_shows_middle_slice_of_volumes():
+    from medsyn_monai.utils import make_grid
+
+    vol = -torch.ones(2, 1, 4, 4, 6)
+    vol[..., 3] = 1.0  # only the middle slice (6 // 2) is white
+    grid = make_grid(vol, nrow=2, padding=0)
+    assert grid.shape == (4, 8, 1) and (grid == 255).all()

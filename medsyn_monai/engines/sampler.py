@@ -213,8 +213,7 @@ class DiffusionSampler:
             if self.save_nifti:
                 nii_writer(self._meta_tensor(lo + (images[idx] + 1) / 2 * (hi - lo), name))
             rows.append({"file": name, "label": "" if label is None else label, "class_name": class_name or ""})
-        grid_images = images if images.ndim == 4 else images[..., images.shape[-1] // 2]
-        save_grid_png(make_grid(grid_images[:64]), self.output_dir / "grid.png")
+        save_grid_png(make_grid(images[:64]), self.output_dir / "grid.png")
         with open(self.output_dir / "samples.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["file", "label", "class_name"])
             writer.writeheader()

@@ -113,8 +113,6 @@ class SampleGridHandler:
 
     def __call__(self, engine: Engine) -> None:
         images = self.sample(engine.state.device)
-        if images.ndim == 5:  # 3D: show the middle slice along the last axis
-            images = images[..., images.shape[-1] // 2]
         nrow = self.num_classes if self.num_classes and self.num_classes <= 8 else None
         grid = make_grid(images, nrow=nrow)
         self.last_grid = grid

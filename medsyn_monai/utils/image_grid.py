@@ -34,10 +34,14 @@ def make_grid(
 ) -> np.ndarray:
     """Tile ``(B, C, X, Y)`` images into one ``(H, W, C)`` uint8 grid (C = 1 or 3), ``nrow`` images per row.
 
+    Volumes ``(B, C, X, Y, Z)`` are shown by their middle slice along the last axis.
+
     Example:
         >>> make_grid(torch.zeros(6, 1, 4, 4), nrow=3, padding=1).shape
         (11, 16, 1)
     """
+    if images.ndim == 5:
+        images = images[..., images.shape[-1] // 2]
     tiles = to_display_uint8(images, value_range)
     b, h, w, c = tiles.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(b)))
