@@ -105,16 +105,21 @@ class AblationRunner:
         bundle_run(config_file=self.train_config, **overrides)
         return time.perf_counter() - t0
 
-    def sample(self, variant: str, seed: int, num_inference_steps: int | None = None) -> torch.Tensor:
-        """Sample ``num_samples`` images from one trained model with the bundle's inference config."""
-        steps = num_inference_steps or self.num_inference_steps
+    def sampler(self, variant: str, seed: int) -> DiffusionSampler:
+        """The bundle's inference sampler for one trained model, weights loaded (built once per model)."""
         parser = ConfigParser()
         parser.read_config(self.inference_config)
         parser.update({"output_dir": str(self.run_dir(variant, seed)), "seed": seed,
-                       "num_inference_steps": steps, "num_samples": self.num_samples})  # fmt: skip
+                       "num_inference_steps": self.num_inference_steps, "num_samples": self.num_samples})  # fmt: skip
         sampler: DiffusionSampler = parser.get_parsed_content("sampler")
         sampler.verbose = False
         sampler.load_weights()
+        return sampler
+
+    def sample(self, sampler: DiffusionSampler, seed: int, num_inference_steps: int) -> torch.Tensor:
+        """``num_samples`` images from ``sampler`` with ``num_inference_steps`` DDIM steps (same noise each time)."""
+        if sampler.num_inference_steps is not None:  # None: a DDPM sampler uses all its training steps
+            sampler.num_inference_steps = num_inference_steps
         images, _ = sampler.generate(seed=seed)
         return images
 
@@ -139,9 +144,10 @@ class AblationRunner:
             runs: dict[int, list[dict[str, float]]] = {steps: [] for steps in steps_list}
             for seed in self.seeds:
                 seconds = self.train(variant, seed)
+                sampler = self.sampler(variant, seed)
                 for steps in steps_list:
                     t0 = time.perf_counter()
-                    images = self.sample(variant, seed, steps)
+                    images = self.sample(sampler, seed, steps)
                     per_image = (time.perf_counter() - t0) / images.shape[0]
                     scores = self.score(images, real_features)
                     runs[steps].append({"seed": seed, "train_seconds": seconds, "sample_seconds_per_image": per_image,
