@@ -73,10 +73,13 @@ class DiffusionPrepareBatch(_MonaiDiffusionPrepareBatch):
         self.generator = generator
 
     def get_noise(self, images: torch.Tensor) -> torch.Tensor:
+        if self.generator is None:  # draw on the images' device: no host-to-device copy per iteration
+            return torch.randn_like(images)
         return torch.randn(images.shape, generator=self.generator, dtype=images.dtype).to(images.device)
 
     def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
-        steps = torch.randint(0, self.num_train_timesteps, (images.shape[0],), generator=self.generator)
+        device = images.device if self.generator is None else "cpu"  # a seeded generator lives on the CPU
+        steps = torch.randint(0, self.num_train_timesteps, (images.shape[0],), generator=self.generator, device=device)
         return steps.long().to(images.device)
 
     def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -90,7 +93,8 @@ class DiffusionPrepareBatch(_MonaiDiffusionPrepareBatch):
         """Replace each label by ``null_class_label`` with probability ``cond_drop_prob``."""
         if self.cond_drop_prob <= 0:
             return labels
-        drop = torch.rand(labels.shape, generator=self.generator).to(labels.device) < self.cond_drop_prob
+        device = labels.device if self.generator is None else "cpu"
+        drop = torch.rand(labels.shape, generator=self.generator, device=device).to(labels.device) < self.cond_drop_prob
         return torch.where(drop, torch.full_like(labels, int(self.null_class_label)), labels)  # type: ignore[arg-type]
 
     def __call__(
