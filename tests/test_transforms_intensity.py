@@ -385,3 +385,24 @@ def test_scale_to_range_dict():
     out = ScaleToRanged("image", b_min=0.0, b_max=1.0)(data)
     np.testing.assert_allclose(out["image"].numpy(), [[0.0, 1.0]])
     assert out["y"] == 3
+
+
+@pytest.mark.parametrize("bits, top", [(8, 255.0), (16, 65535.0)])
+def test_ct_window_display_preset_scales_exported_grey_levels(bits, top):
+    img = MetaTensor(
+        torch.tensor([[[0.0, top / 2, top]]]),
+        meta={"source_format": "png", "bit_depth": bits, "filename_or_obj": "/data/ct_slice.png"},
+    )
+    out = CTWindow("display")(img)  # no HU check: display images are the documented input of this preset
+    np.testing.assert_allclose(np.asarray(out), [[[-1.0, 0.0, 1.0]]], atol=1e-4)
+    assert CTWindow("display").hu_range is None
+    d = CTWindowd("image", preset="display", b_min=0.0, b_max=1.0)({"image": img})["image"]
+    np.testing.assert_allclose(np.asarray(d), [[[0.0, 0.5, 1.0]]], atol=1e-4)
+
+
+def test_ct_window_display_preset_bad_args():
+    with pytest.raises(ValueError, match="not both"):
+        CTWindow("display", level=40, width=400)
+    with pytest.raises(ValueError, match="display"):
+        RandCTWindow("display", prob=1.0)
+    assert CTWindowPreset.DISPLAY.value == "display"

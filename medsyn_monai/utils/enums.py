@@ -38,12 +38,17 @@ class TimeInjection(StrEnum):
 
 
 class CTWindowPreset(StrEnum):
-    """Named CT display windows (level, width in HU) used by :class:`~medsyn_monai.transforms.CTWindow`."""
+    """Named CT display windows (level, width in HU) used by :class:`~medsyn_monai.transforms.CTWindow`.
+
+    ``DISPLAY`` is not a HU window: it is for CT slices that were already windowed and exported as 8/16-bit display
+    grey levels (PNG/JPEG, e.g. MedNIST's CT classes); their stored range ``[0, 2**bits - 1]`` is scaled as is.
+    """
 
     SOFT_TISSUE = "soft_tissue"
     LUNG = "lung"
     BONE = "bone"
     BRAIN = "brain"
+    DISPLAY = "display"
 
 
 class LossType(StrEnum):

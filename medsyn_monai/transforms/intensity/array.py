@@ -12,7 +12,7 @@ The transforms read the meta data that the project's loader writes on each MetaT
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -91,6 +91,10 @@ def _resolve_window(
         except ValueError:
             options = ", ".join(p.value for p in CTWindowPreset)
             raise ValueError(f"Unknown CT window preset {preset!r}; choose one of: {options}.") from None
+        if name == CTWindowPreset.DISPLAY.value:
+            raise ValueError(
+                "preset 'display' is not a HU window (it scales display grey levels); it has no level and width."
+            )
         return CTWindow.PRESETS[name]
     if level is None or width is None:
         raise ValueError("Give either `preset` or both `level` and `width` (in HU).")
@@ -121,7 +125,10 @@ class CTWindow(Transform):
     (values outside are clipped when ``clip``). Built on :class:`monai.transforms.ScaleIntensityRange`.
 
     Presets (level, width in HU), see :attr:`PRESETS`: ``soft_tissue`` (40, 400), ``lung`` (-600, 1500),
-    ``bone`` (400, 1800), ``brain`` (40, 80).
+    ``bone`` (400, 1800), ``brain`` (40, 80). The preset ``display`` is for CT slices that were *already* windowed
+    and exported as display grey levels (8/16-bit PNG/JPEG, e.g. MedNIST): no HU window is applied, the stored range
+    ``[0, 2**bit_depth - 1]`` is scaled to ``[b_min, b_max]`` with :class:`ScaleToRange` (``source="auto"``), and
+    :attr:`hu_range` is ``None``.
 
     Args:
         preset: name of a window preset (:class:`~medsyn_monai.utils.enums.CTWindowPreset`). Exclusive with
@@ -143,6 +150,8 @@ class CTWindow(Transform):
         >>> import numpy as np
         >>> CTWindow("soft_tissue")(np.array([[-1000.0, -160.0, 40.0, 240.0]])).tolist()
         [[-1.0, -1.0, 0.0, 1.0]]
+        >>> CTWindow("display")(np.array([[0, 255]], dtype=np.uint8)).tolist()  # already windowed 8-bit grey levels
+        [[-1.0, 1.0]]
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -166,13 +175,21 @@ class CTWindow(Transform):
         check_hu: bool = True,
         dtype: DtypeLike = np.float32,
     ) -> None:
-        self.level, self.width = _resolve_window(preset, level, width)
         _check_range(b_min, b_max)
         self.b_min = float(b_min)
         self.b_max = float(b_max)
         self.clip = clip
         self.check_hu = check_hu
         self.dtype = dtype
+        self.display = preset is not None and str(preset) == CTWindowPreset.DISPLAY.value
+        if self.display:
+            if level is not None or width is not None:
+                raise ValueError("Give either `preset` or both `level` and `width`, not both.")
+            self.level: float | None = None
+            self.width: float | None = None
+            self.scaler: Callable = ScaleToRange(ScaleSource.AUTO, b_min=b_min, b_max=b_max, clip=clip, dtype=dtype)
+            return
+        self.level, self.width = _resolve_window(preset, level, width)
         self.scaler = ScaleIntensityRange(
             a_min=self.level - self.width / 2.0,
             a_max=self.level + self.width / 2.0,
@@ -183,13 +200,19 @@ class CTWindow(Transform):
         )
 
     @property
-    def hu_range(self) -> tuple[float, float]:
+    def hu_range(self) -> tuple[float, float] | None:
         """The HU interval ``(level - width / 2, level + width / 2)`` mapped to ``[b_min, b_max]``.
+
+        ``None`` for the ``display`` preset (the input is not in HU).
 
         Example:
             >>> CTWindow("soft_tissue").hu_range
             (-160.0, 240.0)
+            >>> CTWindow("display").hu_range is None
+            True
         """
+        if self.display:
+            return None
         return (self.level - self.width / 2.0, self.level + self.width / 2.0)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
@@ -204,6 +227,8 @@ class CTWindow(Transform):
         Raises:
             ValueError: when ``check_hu`` and ``img`` was read from a PNG/JPEG file.
         """
+        if self.display:
+            return self.scaler(img)
         if self.check_hu:
             _check_hounsfield(img, type(self).__name__)
         return _like_input(self.scaler(_to_float(img)), img)
@@ -264,7 +289,9 @@ class RandCTWindow(RandomizableTransform):
         self.window = CTWindow(
             preset=preset, level=level, width=width, b_min=b_min, b_max=b_max, clip=clip, check_hu=check_hu, dtype=dtype
         )
-        self.level, self.width = self.window.level, self.window.width
+        if self.window.display:
+            raise ValueError("RandCTWindow needs a HU window; preset 'display' has none (use CTWindow for it).")
+        self.level, self.width = float(self.window.level), float(self.window.width)  # type: ignore[arg-type]
         if not (math.isfinite(level_jitter) and level_jitter >= 0):
             raise ValueError(f"level_jitter must be a finite number >= 0, got {level_jitter}.")
         if not (math.isfinite(width_jitter) and 0 <= width_jitter < self.width):
