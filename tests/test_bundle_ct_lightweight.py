@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,44 @@ def test_evaluate_and_ablation(tmp_path, tiny_ct_demo):
     info = json.loads((abl / "no_skip" / "seed_0" / "models" / "model_info.json").read_text())
     assert info["skip_connections"] is False and info["channels"] == [8, 16]
     assert "| no_skip |" in (abl / "ablation.md").read_text()
+
+
+def _exported_ct_pngs(root: Path, per_class: int = 30, size: int = 32) -> Path:
+    """Class folders of 8-bit PNG CT exports (already windowed grey levels), as users get them from a PACS viewer."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    for c, name in enumerate(["abdomen", "head"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            ry = (0.3 + 0.15 * c) * size
+            body = ((xx - size / 2) ** 2 / (0.45 * size) ** 2 + (yy - size / 2) ** 2 / ry**2) < 1
+            img = np.where(body, 90 + 60 * c, 5) + rng.normal(0, 8, (size, size))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{name}_{i:03d}.png")
+    return root
+
+
+def test_expert_train_evaluate_chain_on_exported_pngs(tmp_path):
+    """--dataset_dir with class folders of display PNGs: train_expert -> train -> evaluate with ct_window=display."""
+    data, out = _exported_ct_pngs(tmp_path / "exports"), tmp_path / "run"
+    log = str(CONFIGS / "logging.conf")
+    with pytest.raises(Exception) as err:  # the HU default refuses PNGs, naming the file and the fix
+        _train(out, data, max_epochs=1)
+    cause = err.value
+    while cause is not None and not isinstance(cause, DataValidationError):
+        cause = cause.__cause__ or cause.__context__
+    assert re.search(r"abdomen_\d{3}\.png: ValueError: .*Hounsfield.*--ct_window display", str(cause))
+    bundle_run(config_file=str(CONFIGS / "train_expert.json"), dataset_dir=str(data), output_dir=str(out),
+               ct_window="display", max_epochs=1, image_size=16, batch_size=8, logging_file=log)  # fmt: skip
+    _train(out, data, max_epochs=1, ct_window="display")
+    info = json.loads((out / "models" / "model_info.json").read_text())
+    assert info["ct_window"] == "display" and info["class_names"] == ["abdomen", "head"]
+    bundle_run(config_file=str(CONFIGS / "evaluate.json"), dataset_dir=str(data), output_dir=str(out), num_samples=8,
+               num_seeds=1, samples_per_class=2, num_inference_steps=2, logging_file=log)  # fmt: skip
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["num_synthetic"] == 8 and 0.0 <= metrics["expert_accuracy_real"] <= 1.0
+    assert -1.0 <= metrics["ssim_intra_real"] <= 1.0 and (out / "eval" / "report.md").is_file()
+    bundle_run(config_file=INFER, output_dir=str(out), num_samples=2, num_inference_steps=2, logging_file=log)
+    nii = sorted((out / "samples").glob("*.nii.gz"))
+    assert len(nii) == 2
+    values = np.asarray(nib.load(nii[0]).dataobj)
+    assert values.min() >= 0.0 and values.max() <= 255.0  # display grey levels, not HU

@@ -36,6 +36,9 @@ def _record_path(record: Mapping[str, Any], image_key: str) -> str:
 
 
 def _reason(err: BaseException) -> str:
+    """First line of the root cause: MONAI wraps transform errors in ``RuntimeError("applying transform ...")``."""
+    while err.__cause__ is not None and str(err).startswith("applying transform"):
+        err = err.__cause__
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 

@@ -113,8 +113,9 @@ def _check_hounsfield(img: NdarrayOrTensor, name: str) -> None:
         filename = _meta(img).get(FILENAME_KEY, "<unknown file>")
         raise ValueError(
             f"{name}: image {filename!s} was read from a {str(fmt).lower()} file, whose intensities are display-ready "
-            "grey levels and not Hounsfield units; the CT transforms expect CT in HU (DICOM or NIfTI). "
-            "Pass check_hu=False to window it anyway."
+            "grey levels and not Hounsfield units; the CT transforms expect CT in HU (DICOM or NIfTI). For CT slices "
+            "already exported as display grey levels use the preset 'display' (bundles: --ct_window display); pass "
+            "check_hu=False to window it anyway."
         )
 
 
