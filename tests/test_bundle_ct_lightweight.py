@@ -139,11 +139,21 @@ def test_command_line(tmp_path, tiny_ct_demo):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", TRAIN, "--dataset_dir", str(tiny_ct_demo),
            "--output_dir", str(out), "--max_epochs", "1", "--image_size", "16", "--channels", "[8,16]",
-           "--num_inference_steps", "2", "--num_grid_samples", "2"]  # fmt: skip
+           "--num_inference_steps", "2", "--num_grid_samples", "2", "--cpu_bf16", "false",
+           "--skip_connections", "false"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file()
+    # lowercase "false" arrives as a string; the config turns it into a real bool (JSON false), not a truthy string
+    assert json.loads((out / "models" / "model_info.json").read_text())["skip_connections"] is False
+
+    typo = list(cmd)
+    typo[typo.index("--skip_connections") + 1], typo[typo.index("--output_dir") + 1] = "flase", str(tmp_path / "typo")
+    res = subprocess.run(typo, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert res.returncode != 0
+    assert "ValueError: skip_connections: expected a boolean" in res.stderr and "got 'flase'" in res.stderr
+    assert not (tmp_path / "typo" / "models" / "model_info.json").exists()
 
     bad = tmp_path / "bad"
     bad_file = _bad_collection(bad, tiny_ct_demo)

@@ -1,3 +1,4 @@
+from .cli import FALSE_STRINGS, NONE_STRINGS, TRUE_STRINGS, as_bool
 from .enums import (
     CTWindowPreset,
     DatasetLayout,
@@ -15,13 +16,17 @@ from .model_info import MODEL_INFO_NAME, load_model_info, save_model_info
 __all__ = [
     "CTWindowPreset",
     "DatasetLayout",
+    "FALSE_STRINGS",
     "LossType",
     "MODEL_INFO_NAME",
+    "NONE_STRINGS",
     "PredictionType",
     "SchedulerType",
     "SourceFormat",
     "Split",
+    "TRUE_STRINGS",
     "TimeInjection",
+    "as_bool",
     "atomic_write",
     "json_ready",
     "load_model_info",
