@@ -1,3 +1,3 @@
-from .nets import ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
+from .nets import ClassConditionedDiffusionUNet, ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
 
-__all__ = ["ExpertClassifier", "FeatureExtractor", "LightweightDiffusionUNet"]
+__all__ = ["ClassConditionedDiffusionUNet", "ExpertClassifier", "FeatureExtractor", "LightweightDiffusionUNet"]

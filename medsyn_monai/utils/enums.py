@@ -11,6 +11,8 @@ from monai.utils import StrEnum
 __all__ = [
     "ExpertNetwork",
     "TimeInjection",
+    "DiffusionArchitecture",
+    "ClassConditioning",
     "CTWindowPreset",
     "LossType",
     "PredictionType",
@@ -21,6 +23,9 @@ __all__ = [
     "DemoKind",
     "ScaleSource",
     "HistogramUnit",
+    "ExpertInput",
+    "AlignmentProjection",
+    "AlignmentDirection",
 ]
 
 
@@ -35,6 +40,28 @@ class TimeInjection(StrEnum):
     ALL = "all"
     FIRST = "first"
     ENCODER = "encoder"
+
+
+class DiffusionArchitecture(StrEnum):
+    """Backbone of :class:`~medsyn_monai.networks.nets.ClassConditionedDiffusionUNet`.
+
+    - ``MONAI``: MONAI's :class:`~monai.networks.nets.DiffusionModelUNet` (residual blocks, attention).
+    - ``LIGHTWEIGHT``: the project's attention-free :class:`~medsyn_monai.networks.nets.LightweightDiffusionUNet`.
+    """
+
+    MONAI = "monai"
+    LIGHTWEIGHT = "lightweight"
+
+
+class ClassConditioning(StrEnum):
+    """How :class:`~medsyn_monai.networks.nets.ClassConditionedDiffusionUNet` feeds the class label to the backbone.
+
+    - ``EMBEDDING``: a learned label embedding added to the time embedding (``num_class_embeds``).
+    - ``CROSS_ATTENTION``: a learned label token that cross-attention blocks attend to (``context``).
+    """
+
+    EMBEDDING = "embedding"
+    CROSS_ATTENTION = "cross_attention"
 
 
 class CTWindowPreset(StrEnum):
@@ -120,10 +147,15 @@ class DemoKind(StrEnum):
 
     - ``CT``: digital abdominal CT phantom, one DICOM series per case, classes ``normal`` / ``lesion``.
     - ``CELLS``: Giemsa-stained red blood cell crops (RGB PNG), classes ``parasitized`` / ``uninfected``.
+    - ``CXR``: grey chest-radiograph-like phantom (PNG), classes ``normal`` / ``pneumonia``.
+    - ``HISTO``: grey histology-like texture tiles (PNG), 8 colorectal tissue classes (synthetic textures).
     """
 
     CT = "ct"
     CELLS = "cells"
+    CXR = "cxr"
+    HISTO = "histo"
+    DERM = "derm"  # dermoscopy-like skin lesions (RGB PNG): melanoma / nevus, plus blue-naevus few-shot instances
 
 
 class HistogramUnit(StrEnum):
@@ -144,3 +176,36 @@ class ExpertNetwork(StrEnum):
     RESNET50 = "resnet50"
     DENSENET121 = "densenet121"
     VIT = "vit"
+
+
+class ExpertInput(StrEnum):
+    """Which images :class:`~medsyn_monai.losses.FeatureAlignmentLoss` shows the frozen expert classifier.
+
+    - ``NOISY``: the diffusion network's input ``x_t`` (the feature-aligned diffusion seed method).
+    - ``CLEAN``: the clean training images ``x_0`` (as in REPA, Yu et al. 2024).
+    """
+
+    NOISY = "noisy"
+    CLEAN = "clean"
+
+
+class AlignmentProjection(StrEnum):
+    """Trainable projection of :class:`~medsyn_monai.losses.FeatureAlignmentLoss`.
+
+    - ``LINEAR``: one linear layer.
+    - ``MLP``: three linear layers with SiLU activations (REPA's projector).
+    """
+
+    LINEAR = "linear"
+    MLP = "mlp"
+
+
+class AlignmentDirection(StrEnum):
+    """Which features :class:`~medsyn_monai.losses.FeatureAlignmentLoss` projects onto the other's space.
+
+    - ``EXPERT_TO_DIFFUSION``: expert features are projected to the diffusion feature size (the seed's code).
+    - ``DIFFUSION_TO_EXPERT``: diffusion features are projected to the expert feature size (REPA).
+    """
+
+    EXPERT_TO_DIFFUSION = "expert_to_diffusion"
+    DIFFUSION_TO_EXPERT = "diffusion_to_expert"

@@ -5,6 +5,11 @@ diffusion time step by *adding* a projection of the time embedding to the featur
 down and up paths, instead of only inside residual blocks. Its ablations remove the skip connections (a plain
 encoder-decoder), inject the time embedding only once at the input, or only in the encoder half. All four variants are
 options of :class:`LightweightDiffusionUNet`.
+
+For conditioning on a token sequence (e.g. a learned class token, see
+:class:`~medsyn_monai.networks.nets.ClassConditionedDiffusionUNet`) the network can optionally insert MONAI's
+cross-attention :class:`~monai.networks.nets.diffusion_model_unet.SpatialTransformer` blocks at chosen levels
+(``with_conditioning=True``); without them it stays attention-free and unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
-from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+from monai.networks.nets.diffusion_model_unet import SpatialTransformer, get_timestep_embedding
 from torch import nn
 
 from medsyn_monai.utils.enums import TimeInjection
@@ -66,6 +71,13 @@ class LightweightDiffusionUNet(nn.Module):
     - ``"first"``: only the stem convolution, i.e. once at the input (the usual "add t to the input" baseline);
     - ``"encoder"``: stem, encoder and bottleneck convolutions, none in the decoder.
 
+    With ``with_conditioning=True`` the network takes a ``context`` token sequence ``(B, T, cross_attention_dim)``:
+    a MONAI :class:`~monai.networks.nets.diffusion_model_unet.SpatialTransformer` (GroupNorm, 1x1 projection,
+    self-attention, cross-attention to ``context``, feed-forward, zero-initialised output projection, residual) follows
+    the convolutions of every level marked in ``attention_levels``, in the encoder and again in the decoder (the last
+    level, the bottleneck, has one). Without conditioning no attention module is built: parameters and
+    ``state_dict`` keys are those of the attention-free network.
+
     The forward signature matches :class:`monai.networks.nets.DiffusionModelUNet`, so MONAI's schedulers, the
     project's inferers and every bundle accept either network unchanged.
 
@@ -87,15 +99,28 @@ class LightweightDiffusionUNet(nn.Module):
         num_class_embeds: number of classes for class-conditional generation (a learned embedding added to the time
             embedding); ``None`` for an unconditional model.
         dropout: dropout after each activation.
+        with_conditioning: add cross-attention blocks that attend to ``context`` (see above).
+        cross_attention_dim: feature size of the ``context`` tokens; required with ``with_conditioning``.
+        attention_levels: one bool per level, where cross-attention blocks go; default: the bottleneck only
+            (``(False, ..., False, True)``). Only with ``with_conditioning``.
+        num_head_channels: channels per attention head (an int, or one per level); the channels of every attention
+            level must be divisible by it.
+        transformer_num_layers: transformer layers per attention block.
 
     Raises:
-        ValueError: on an unknown ``time_injection``, bad ``spatial_dims``, empty or non-positive ``channels``, or
-            ``convs_per_level < 1``.
+        ValueError: on an unknown ``time_injection``, bad ``spatial_dims``, empty or non-positive ``channels``,
+            ``convs_per_level < 1``, ``with_conditioning`` without ``cross_attention_dim`` (or the reverse),
+            ``attention_levels`` without ``with_conditioning`` or of the wrong length, or channels of an attention
+            level not divisible by ``num_head_channels``.
 
     Example:
         >>> import torch
         >>> net = LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4)
         >>> net(torch.randn(2, 1, 16, 16), timesteps=torch.tensor([3, 500])).shape
+        torch.Size([2, 1, 16, 16])
+        >>> xnet = LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4, with_conditioning=True,
+        ...                                 cross_attention_dim=12, num_head_channels=8)
+        >>> xnet(torch.randn(2, 1, 16, 16), torch.tensor([3, 500]), context=torch.randn(2, 1, 12)).shape
         torch.Size([2, 1, 16, 16])
     """
 
@@ -112,6 +137,11 @@ class LightweightDiffusionUNet(nn.Module):
         skip_connections: bool = True,
         num_class_embeds: int | None = None,
         dropout: float = 0.0,
+        with_conditioning: bool = False,
+        cross_attention_dim: int | None = None,
+        attention_levels: Sequence[bool] | None = None,
+        num_head_channels: int | Sequence[int] = 8,
+        transformer_num_layers: int = 1,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -126,6 +156,9 @@ class LightweightDiffusionUNet(nn.Module):
             raise ValueError(f"time_injection must be one of {options}, got {time_injection!r}.")
         if num_class_embeds is not None and num_class_embeds < 1:
             raise ValueError(f"num_class_embeds must be a positive integer or None, got {num_class_embeds}.")
+        levels = self._attention_levels(
+            channels, with_conditioning, cross_attention_dim, attention_levels, num_head_channels
+        )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -133,6 +166,9 @@ class LightweightDiffusionUNet(nn.Module):
         self.time_injection = TimeInjection(time_injection)
         self.skip_connections = skip_connections
         self.num_class_embeds = num_class_embeds
+        self.with_conditioning = bool(with_conditioning)
+        self.cross_attention_dim = cross_attention_dim
+        self.attention_levels = tuple(levels[0]) if with_conditioning else tuple(False for _ in channels)
         self.block_out_channels = channels  # name used by MONAI's DiffusionModelUNet, for interoperability
 
         emb_dim = time_embed_dim or 4 * channels[0]
@@ -161,11 +197,73 @@ class LightweightDiffusionUNet(nn.Module):
             first_in = 2 * ch if skip_connections else ch
             convs = [block(first_in, ch, dec_emb)] + [block(ch, ch, dec_emb) for _ in range(convs_per_level - 1)]
             self.up_blocks.append(nn.ModuleList(convs))
+        # cross-attention blocks exist only with conditioning, so the attention-free network keeps its state_dict keys
+        self.down_attentions: nn.ModuleDict | None = None
+        self.up_attentions: nn.ModuleDict | None = None
+        if with_conditioning:
+            level_flags, head_channels = levels
+
+            def attention(level: int) -> SpatialTransformer:
+                ch = channels[level]
+                return SpatialTransformer(
+                    spatial_dims=spatial_dims,
+                    in_channels=ch,
+                    num_attention_heads=ch // head_channels[level],
+                    num_head_channels=head_channels[level],
+                    num_layers=transformer_num_layers,
+                    norm_num_groups=min(norm_num_groups, ch),
+                    cross_attention_dim=cross_attention_dim,
+                )
+
+            used = [i for i, flag in enumerate(level_flags) if flag]
+            self.down_attentions = nn.ModuleDict({str(i): attention(i) for i in used})
+            self.up_attentions = nn.ModuleDict({str(i): attention(i) for i in used if i < len(channels) - 1})
         self.out_norm = nn.GroupNorm(min(norm_num_groups, channels[0]), channels[0])
         self.out_conv = Conv[Conv.CONV, spatial_dims](channels[0], out_channels, kernel_size=3, padding=1)
         # zero-initialised output: the untrained network predicts 0, a stable start for diffusion training
         nn.init.zeros_(self.out_conv.weight)
         nn.init.zeros_(self.out_conv.bias)
+
+    @staticmethod
+    def _attention_levels(
+        channels: tuple[int, ...],
+        with_conditioning: bool,
+        cross_attention_dim: int | None,
+        attention_levels: Sequence[bool] | None,
+        num_head_channels: int | Sequence[int],
+    ) -> tuple[list[bool], list[int]]:
+        """Validate the cross-attention options; return the per-level flags and head channels."""
+        if with_conditioning and cross_attention_dim is None:
+            raise ValueError("with_conditioning=True needs cross_attention_dim (the feature size of the context).")
+        if cross_attention_dim is not None and not with_conditioning:
+            raise ValueError("cross_attention_dim is only used with with_conditioning=True.")
+        if cross_attention_dim is not None and int(cross_attention_dim) < 1:
+            raise ValueError(f"cross_attention_dim must be a positive integer, got {cross_attention_dim}.")
+        if attention_levels is not None and not with_conditioning and any(attention_levels):
+            raise ValueError(
+                "attention_levels need with_conditioning=True: without conditioning the network is attention-free."
+            )
+        flags = (
+            [False] * (len(channels) - 1) + [True] if attention_levels is None else [bool(a) for a in attention_levels]
+        )
+        if len(flags) != len(channels):
+            raise ValueError(f"attention_levels needs one entry per level ({len(channels)}), got {len(flags)}.")
+        if isinstance(num_head_channels, int):
+            heads = [int(num_head_channels)] * len(channels)
+        else:
+            heads = [int(h) for h in num_head_channels]
+        if len(heads) != len(channels) or any(h < 1 for h in heads):
+            raise ValueError(
+                f"num_head_channels must be a positive int or one per level ({len(channels)}), got {num_head_channels}."
+            )
+        if with_conditioning:
+            bad = [(channels[i], heads[i]) for i, f in enumerate(flags) if f and channels[i] % heads[i]]
+            if bad:
+                raise ValueError(
+                    f"channels of the attention levels must be divisible by num_head_channels, got (channels, head "
+                    f"channels) {bad}."
+                )
+        return flags, heads
 
     def _embedding(self, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         if timesteps.ndim == 0:
@@ -192,14 +290,20 @@ class LightweightDiffusionUNet(nn.Module):
         Args:
             x: noisy images, ``(B, in_channels, *spatial)``; spatial sizes divisible by ``2 ** (len(channels) - 1)``.
             timesteps: ``(B,)`` integer (or float) time steps, or a scalar applied to the whole batch.
-            context: cross-attention conditioning; not supported by this network (must be ``None``).
+            context: ``(B, T, cross_attention_dim)`` tokens the cross-attention blocks attend to; required with
+                ``with_conditioning``, must be ``None`` without.
             class_labels: ``(B,)`` class indices when the network is class-conditional.
 
         Returns:
             ``(B, out_channels, *spatial)`` prediction.
         """
-        if context is not None:
-            raise ValueError("LightweightDiffusionUNet has no cross-attention; pass class_labels instead of context.")
+        if context is not None and not self.with_conditioning:
+            raise ValueError(
+                "LightweightDiffusionUNet was built without cross-attention (with_conditioning=False); pass "
+                "class_labels instead of context."
+            )
+        if self.with_conditioning and context is None:
+            raise ValueError("the network was built with_conditioning=True: context tokens must be given.")
         factor = 2 ** (len(self.channels) - 1)
         if any(s % factor for s in x.shape[2:]):
             raise ValueError(
@@ -212,14 +316,19 @@ class LightweightDiffusionUNet(nn.Module):
         for i, convs in enumerate(self.down_blocks):
             for conv in convs:
                 h = conv(h, emb)
+            if self.down_attentions is not None and str(i) in self.down_attentions:
+                h = self.down_attentions[str(i)](h, context=context)
             if i < len(self.downsamplers):
                 skips.append(h)
                 h = self.downsamplers[i](h, emb)
-        for up, convs in zip(self.upsamplers, self.up_blocks, strict=True):
+        for j, (up, convs) in enumerate(zip(self.upsamplers, self.up_blocks, strict=True)):
             h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"), emb)
             skip = skips.pop()
             if self.skip_connections:
                 h = torch.cat([h, skip], dim=1)
             for conv in convs:
                 h = conv(h, emb)
+            level = str(len(self.channels) - 2 - j)
+            if self.up_attentions is not None and level in self.up_attentions:
+                h = self.up_attentions[level](h, context=context)
         return self.out_conv(F.silu(self.out_norm(h)))
