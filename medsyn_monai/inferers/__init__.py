@@ -1,3 +1,3 @@
-from .diffusion_inferer import ConditionalDiffusionInferer
+from .diffusion_inferer import ConditionalDiffusionInferer, rescale_guidance
 
-__all__ = ["ConditionalDiffusionInferer"]
+__all__ = ["ConditionalDiffusionInferer", "rescale_guidance"]
