@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,10 @@ class TrainingStatsHandler:
     (``train/epoch_loss``), learning rate, wall time and images per second, logged to the console and appended to
     ``csv_path`` (columns ``epoch,iteration,mean_loss,lr,epoch_seconds,images_per_second``) so that a run can be
     inspected without TensorBoard. Expects ``engine.state.output["loss"]`` (MONAI trainers) and the batch size from
-    ``engine.state.output["image"]``.
+    ``engine.state.output["image"]``. Further scalar entries of the output named in ``extra_keys`` (e.g.
+    ``"loss_noise"``, ``"loss_align"`` of :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are
+    logged the same way: ``train/<key>`` per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV
+    column (NaN for an epoch in which the output never held the key).
 
     Args:
         optimizer: optimizer whose first parameter group's ``lr`` is logged.
@@ -29,6 +34,7 @@ class TrainingStatsHandler:
         csv_path: CSV file for the per-epoch table (appended to, so resumed runs keep their history) or ``None``.
         iteration_interval: iterations between TensorBoard iteration scalars.
         logger_name: name of the console logger.
+        extra_keys: further scalar entries of ``engine.state.output`` to log.
     """
 
     def __init__(
@@ -38,6 +44,7 @@ class TrainingStatsHandler:
         csv_path: str | Path | None = None,
         iteration_interval: int = 10,
         logger_name: str = "medsyn_monai.train",
+        extra_keys: Sequence[str] = (),
     ) -> None:
         if iteration_interval < 1:
             raise ValueError(f"iteration_interval must be >= 1, got {iteration_interval}.")
@@ -46,7 +53,10 @@ class TrainingStatsHandler:
         self.csv_path = Path(csv_path) if csv_path is not None else None
         self.iteration_interval = iteration_interval
         self.logger = logging.getLogger(logger_name)
+        self.extra_keys = [str(k) for k in extra_keys]
         self.history: list[dict[str, float]] = []
+        self._extra_sums: dict[str, float] = {}
+        self._extra_counts: dict[str, int] = {}
         self._loss_sum = 0.0
         self._count = 0
         self._images = 0
@@ -63,6 +73,8 @@ class TrainingStatsHandler:
 
     def _epoch_started(self, engine: Engine) -> None:
         self._loss_sum, self._count, self._images, self._t0 = 0.0, 0, 0, time.perf_counter()
+        self._extra_sums = {k: 0.0 for k in self.extra_keys}
+        self._extra_counts = {k: 0 for k in self.extra_keys}
 
     def _iteration_completed(self, engine: Engine) -> None:
         output = engine.state.output
@@ -72,9 +84,18 @@ class TrainingStatsHandler:
         self._count += 1
         image = output.get("image") if isinstance(output, dict) else None
         self._images += int(image.shape[0]) if image is not None else 0
+        extras = {}
+        for key in self.extra_keys:
+            value = output.get(key) if isinstance(output, dict) else None
+            if value is not None:
+                extras[key] = float(value.detach()) if hasattr(value, "detach") else float(value)
+                self._extra_sums[key] += extras[key]
+                self._extra_counts[key] += 1
         if self.summary_writer is not None and engine.state.iteration % self.iteration_interval == 0:
             self.summary_writer.add_scalar("train/loss", loss, engine.state.iteration)
             self.summary_writer.add_scalar("train/lr", self.lr, engine.state.iteration)
+            for key, value in extras.items():
+                self.summary_writer.add_scalar(f"train/{key}", value, engine.state.iteration)
 
     def _epoch_completed(self, engine: Engine) -> None:
         seconds = time.perf_counter() - self._t0
@@ -86,13 +107,20 @@ class TrainingStatsHandler:
             "epoch_seconds": seconds,
             "images_per_second": self._images / seconds if seconds > 0 else 0.0,
         }
+        for key in self.extra_keys:
+            count = self._extra_counts.get(key, 0)
+            row[f"mean_{key}"] = self._extra_sums[key] / count if count else math.nan
         self.history.append(row)
+        extras = "".join(f"  {key} {row[f'mean_{key}']:.4f}" for key in self.extra_keys)
         self.logger.info(
-            f"epoch {row['epoch']}/{engine.state.max_epochs}  loss {row['mean_loss']:.4f}  lr {row['lr']:.2e}  "
+            f"epoch {row['epoch']}/{engine.state.max_epochs}  loss {row['mean_loss']:.4f}{extras}  lr {row['lr']:.2e}  "
             f"{row['epoch_seconds']:.1f} s  {row['images_per_second']:.0f} img/s"
         )
         if self.summary_writer is not None:
             self.summary_writer.add_scalar("train/epoch_loss", row["mean_loss"], row["epoch"])
+            for key in self.extra_keys:
+                if not math.isnan(row[f"mean_{key}"]):
+                    self.summary_writer.add_scalar(f"train/epoch_{key}", row[f"mean_{key}"], row["epoch"])
             self.summary_writer.add_scalar("train/images_per_second", row["images_per_second"], row["epoch"])
             self.summary_writer.flush()
         if self.csv_path is not None:

@@ -1,3 +1,4 @@
 from .diffusion_loss import DiffusionLoss
+from .feature_alignment import FeatureAlignmentLoss
 
-__all__ = ["DiffusionLoss"]
+__all__ = ["DiffusionLoss", "FeatureAlignmentLoss"]

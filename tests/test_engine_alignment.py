@@ -1,0 +1,210 @@
+"""DiffusionTrainer's extended objective: feature alignment and per-sample loss weights."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.engines.utils import IterationEvents
+from monai.networks.schedulers import DDPMScheduler
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionTrainer
+from medsyn_monai.handlers import AtomicCheckpoint, TrainingStatsHandler
+from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
+from medsyn_monai.networks.nets import ExpertClassifier, LightweightDiffusionUNet
+
+
+class RecordingExpert(nn.Module):
+    """A small real expert (conv + BatchNorm + pooling) that records the images it was shown."""
+
+    def __init__(self, in_channels=1, image_size=16, feature_dim=6):
+        super().__init__()
+        self.in_channels, self.image_size, self.feature_dim = in_channels, (image_size, image_size), feature_dim
+        self.conv = nn.Conv2d(in_channels, feature_dim, 3, padding=1)
+        self.norm = nn.BatchNorm2d(feature_dim)
+        self.seen: list[torch.Tensor] = []
+
+    def features(self, x):
+        self.seen.append(x.detach().clone())
+        return self.norm(self.conv(x)).mean(dim=(2, 3))
+
+
+def _net(num_classes=None):
+    torch.manual_seed(0)
+    return LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4, num_class_embeds=num_classes)
+
+
+def _data(n_batches=4, batch=4, size=16):
+    g = torch.Generator().manual_seed(3)
+    return [
+        {"image": torch.rand(batch, 1, size, size, generator=g) * 2 - 1, "label": torch.arange(batch) % 2}
+        for _ in range(n_batches)
+    ]
+
+
+def _outputs(trainer):
+    records = []
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED,
+        lambda e: records.append({k: float(v.detach()) for k, v in e.state.output.items() if k.startswith("loss")}),
+    )
+    return records
+
+
+def test_default_path_is_monai():
+    net = _net()
+    loss = DiffusionLoss()
+    trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(net.parameters(), 0.1), DDPMScheduler(100),
+                               loss_function=loss)  # fmt: skip
+    assert trainer.loss_function is loss and not trainer.extended_loss
+    records = _outputs(trainer)
+    trainer.run()
+    assert len(records) == 2 and set(records[0]) == {"loss"}
+
+
+def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
+    net = _net(num_classes=3)
+    torch.manual_seed(1)
+    expert = ExpertClassifier("resnet18", in_channels=1, num_classes=2, image_size=16)
+    expert.train()  # the loss must put (and keep) it in eval mode
+    before = {k: v.clone() for k, v in expert.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in before) and any(k.endswith("num_batches_tracked") for k in before)
+    align = FeatureAlignmentLoss(expert, net, image_shape=(1, 16, 16))
+    opt = torch.optim.Adam(list(net.parameters()) + list(align.parameters()), 3e-3)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    stats = TrainingStatsHandler(opt, writer, tmp_path / "log.csv", iteration_interval=1,
+                                 extra_keys=["loss_noise", "loss_align"])  # fmt: skip
+    ckpt = AtomicCheckpoint(tmp_path / "models", {"network": net, "projection": align, "optimizer": opt},
+                            model_key="network")  # fmt: skip
+    trainer = DiffusionTrainer("cpu", 3, _data(), net, opt, DDPMScheduler(100), label_key="label",
+                               feature_alignment=align, noise_loss_weight=0.7, alignment_loss_weight=0.3,
+                               max_grad_norm=10.0, train_handlers=[stats, ckpt])  # fmt: skip
+    records = _outputs(trainer)
+    trainer.run()
+    writer.close()
+
+    # expert: parameters and BatchNorm buffers bit-identical, still in eval mode, no gradients
+    after = expert.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not expert.training and all(p.grad is None for p in expert.parameters())
+    # hooks are removed after the run
+    assert not align.is_attached and all(not m._forward_pre_hooks and not m._forward_hooks for m in net.modules())
+
+    # output: total = w1 * noise + w2 * align; the alignment loss decreases
+    assert len(records) == 12 and all(set(r) == {"loss", "loss_noise", "loss_align"} for r in records)
+    for r in records:
+        assert math.isclose(r["loss"], 0.7 * r["loss_noise"] + 0.3 * r["loss_align"], rel_tol=1e-5)
+    first, last = records[0]["loss_align"], sum(r["loss_align"] for r in records[-3:]) / 3
+    assert last < 0.6 * first, (first, last)
+
+    # the projection is in checkpoint.pt (and trained), not in model.pt
+    saved = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)
+    assert set(saved["projection"]) == {"projection.weight", "projection.bias"}
+    assert torch.equal(saved["projection"]["projection.weight"], align.projection.weight.detach())
+    model = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("projection") for k in model)
+
+    # TensorBoard and CSV have both components
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss_noise", "train/loss_align", "train/epoch_loss_noise", "train/epoch_loss_align"} <= tags
+    assert len(acc.Scalars("train/loss_align")) == 12
+    assert math.isclose(acc.Scalars("train/loss_align")[0].value, first, rel_tol=1e-5)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    mean_first_epoch = sum(r["loss_align"] for r in records[:4]) / 4
+    assert math.isclose(float(rows[0]["mean_loss_align"]), mean_first_epoch, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("expert_input", ["noisy", "clean"])
+def test_expert_sees_noisy_or_clean_images(expert_input):
+    net, expert = _net(), RecordingExpert()
+    align = FeatureAlignmentLoss(expert, net, image_shape=(1, 16, 16), expert_input=expert_input)
+    net_inputs = []
+    net.register_forward_pre_hook(lambda m, args, kwargs: net_inputs.append(kwargs["x"].clone()), with_kwargs=True)
+    data = _data(1)
+    trainer = DiffusionTrainer("cpu", 1, data, net, torch.optim.SGD(list(net.parameters()) + list(align.parameters()),
+                               0.01), DDPMScheduler(100), feature_alignment=align)  # fmt: skip
+    expert.seen.clear()
+    trainer.run()
+    shown, x0, xt = expert.seen[-1], data[0]["image"], net_inputs[-1]
+    assert not torch.allclose(x0, xt)
+    assert torch.equal(shown, xt if expert_input == "noisy" else x0)
+
+
+def test_clipping_includes_projection():
+    net = _net()
+    align = FeatureAlignmentLoss(RecordingExpert(), net, image_shape=(1, 16, 16))
+    params = list(net.parameters()) + list(align.parameters())
+    trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(params, 0.01), DDPMScheduler(100),
+                               feature_alignment=align, max_grad_norm=1e-3)  # fmt: skip
+    norms = []
+
+    @trainer.on(IterationEvents.BACKWARD_COMPLETED)
+    def _(engine):
+        norms.append(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])).item())
+
+    trainer.run()
+    assert trainer.state.grad_norm > 1e-3 and all(n <= 1e-3 * 1.001 for n in norms)
+    assert align.projection.weight.grad.abs().sum() > 0
+
+
+class FixedNoisePrepareBatch(DiffusionPrepareBatch):
+    """Noise and time step as fixed functions of each image, so that a sub-batch sees the same per-sample draws."""
+
+    def get_noise(self, images):
+        return torch.sin(13.0 * images + 1.0)
+
+    def get_timesteps(self, images):
+        return (images.flatten(1).sum(1).abs() * 37).long() % self.num_train_timesteps
+
+
+def _one_step(net, batch, **kwargs):
+    sched = DDPMScheduler(100)
+    trainer = DiffusionTrainer("cpu", 1, [batch], net, torch.optim.SGD(net.parameters(), 0.5), sched, **kwargs)
+    trainer.prepare_batch = FixedNoisePrepareBatch(sched)
+    records = _outputs(trainer)
+    trainer.run()
+    return records[0], net
+
+
+@pytest.mark.parametrize("normalize, weights", [(True, [1.0, 1.0, 0.0, 0.0]), (False, [2.0, 2.0, 0.0, 0.0])])
+def test_zero_sample_weights_equal_training_on_the_rest(normalize, weights):
+    base = _net()
+    torch.nn.init.normal_(base.out_conv.weight, std=0.1)  # non-zero output: every layer gets gradients
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    full = {"image": images, "w": torch.tensor(weights)}
+    out_w, net_w = _one_step(copy.deepcopy(base), full, sample_weight_key="w", sample_weight_normalize=normalize)
+    out_h, net_h = _one_step(copy.deepcopy(base), {"image": images[:2]})
+    assert math.isclose(out_w["loss"], out_h["loss"], rel_tol=1e-5) and out_w["loss"] == out_w["loss_noise"]
+    for (name, a), b in zip(net_w.named_parameters(), net_h.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+    changed = any(not torch.equal(a, b) for a, b in zip(net_h.parameters(), base.parameters(), strict=True))
+    assert changed
+    # unnormalised with unit weights: mean over the whole batch, i.e. half the loss of the non-zero half
+    out_u, _ = _one_step(copy.deepcopy(base), {"image": images, "w": torch.tensor([1.0, 1.0, 0.0, 0.0])},
+                         sample_weight_key="w")  # fmt: skip
+    assert math.isclose(out_u["loss"], 0.5 * out_h["loss"], rel_tol=1e-5)
+
+
+def test_sample_weight_errors():
+    images = torch.rand(4, 1, 16, 16)
+    with pytest.raises(ValueError, match="no 'w' entry"):
+        _one_step(_net(), {"image": images}, sample_weight_key="w")
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        _one_step(_net(), {"image": images, "w": torch.tensor([1.0, -1.0, 1.0, 1.0])}, sample_weight_key="w")
+    with pytest.raises(ValueError, match="4 sample weights for a batch of"):
+        _one_step(_net(), {"image": images[:2], "w": torch.ones(4)}, sample_weight_key="w")
+    with pytest.raises(ValueError, match="one value per sample"):
+        _one_step(_net(), {"image": images, "w": torch.ones(4)}, sample_weight_key="w",
+                  loss_function=torch.nn.MSELoss())  # fmt: skip
+    with pytest.raises(ValueError, match="noise_loss_weight"):
+        DiffusionTrainer("cpu", 1, [], _net(), None, DDPMScheduler(10), noise_loss_weight=-1.0)
