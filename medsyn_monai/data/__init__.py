@@ -7,6 +7,7 @@ from medsyn_monai.data.collection import ImageCollection
 from medsyn_monai.data.dicom_reader import DicomSeriesReader
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
 from medsyn_monai.data.loader import LoadMedicalImage, LoadMedicalImaged
+from medsyn_monai.data.prior_preservation import PriorPreservationDataset, prior_preservation_collate
 from medsyn_monai.data.slice_dataset import SliceDataset
 from medsyn_monai.data.split import split_by_case
 
@@ -20,4 +21,6 @@ __all__ = [
     "split_by_case",
     "ImageCollection",
     "SliceDataset",
+    "PriorPreservationDataset",
+    "prior_preservation_collate",
 ]

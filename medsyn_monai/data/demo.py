@@ -994,6 +994,36 @@ def _create_cells_demo(root: str | Path, **kwargs: Any) -> Path:
 _DEMO_FACTORIES: dict[str, Callable[..., Path]] = {DemoKind.CT: create_ct_demo, DemoKind.CELLS: _create_cells_demo}
 
 
+def _create_cxr_demo(root: str | Path, **kwargs: Any) -> Path:
+    """:func:`medsyn_monai.data.demo_cxr.create_cxr_demo`, imported on first use."""
+    from medsyn_monai.data.demo_cxr import create_cxr_demo
+
+    return create_cxr_demo(root, **kwargs)
+
+
+_DEMO_FACTORIES[DemoKind.CXR] = _create_cxr_demo
+
+
+def _create_histo_demo(root: str | Path, **kwargs: Any) -> Path:
+    """:func:`medsyn_monai.data.demo_histo.create_histo_demo`, imported on first use."""
+    from medsyn_monai.data.demo_histo import create_histo_demo
+
+    return create_histo_demo(root, **kwargs)
+
+
+_DEMO_FACTORIES[DemoKind.HISTO] = _create_histo_demo
+
+
+def _create_derm_demo(root: str | Path, **kwargs: Any) -> Path:
+    """:func:`medsyn_monai.data.demo_derm.create_derm_demo`, imported on first use."""
+    from medsyn_monai.data.demo_derm import create_derm_demo
+
+    return create_derm_demo(root, **kwargs)
+
+
+_DEMO_FACTORIES[DemoKind.DERM] = _create_derm_demo
+
+
 def create_demo(kind: str, root: str | Path, **kwargs: Any) -> Path:
     """Write a synthetic demo collection of the given kind.
 
@@ -1010,10 +1040,10 @@ def create_demo(kind: str, root: str | Path, **kwargs: Any) -> Path:
         ValueError: on an unknown ``kind`` (the message lists the known kinds) or invalid generator arguments.
 
     Example:
-        >>> create_demo("mri", "/nonexistent")
+        >>> create_demo("mri", "/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: unknown demo kind 'mri'; known kinds: ['ct', 'cells'].
+        ValueError: unknown demo kind 'mri'; known kinds: ['ct', 'cells', ...].
     """
     known = [str(k) for k in _DEMO_FACTORIES]
     key = str(kind).lower() if isinstance(kind, str) else kind

@@ -1,4 +1,5 @@
 from .ablation import AblationRunner
+from .augmentation import SyntheticAugmentationEvaluator
 from .evaluation import SyntheticImageEvaluator
 from .expert import (
     BestCheckpointHandler,
@@ -7,8 +8,11 @@ from .expert import (
     class_weights,
     evaluate_classifier,
 )
+from .fewshot import FewShotSetup, add_class_slot, class_embedding_keys
 from .generation_accuracy import GenerationAccuracyEvaluator
+from .guidance_sweep import GuidanceSweep
 from .prepare_batch import DiffusionPrepareBatch
+from .prior_images import PriorImageGenerator
 from .sampler import DiffusionSampler
 from .trainer import DiffusionTrainer
 
@@ -20,8 +24,14 @@ __all__ = [
     "DiffusionSampler",
     "DiffusionTrainer",
     "ExpertPrepareBatch",
+    "FewShotSetup",
     "GenerationAccuracyEvaluator",
+    "GuidanceSweep",
+    "PriorImageGenerator",
+    "SyntheticAugmentationEvaluator",
     "SyntheticImageEvaluator",
+    "add_class_slot",
+    "class_embedding_keys",
     "class_weights",
     "evaluate_classifier",
 ]

@@ -153,7 +153,8 @@ class SyntheticImageEvaluator:
       ``kl_class``);
     - with ``reference_sets``: a cross-set table of mean SSIM over random pairs (``ssim_cross_<a>_vs_<b>``) for
       synthetic vs real, synthetic vs each reference, real vs each reference and between references, and
-      ``fid_<name>`` (real set vs each reference) with a feature extractor, which gives the FID a scale.
+      ``fid_<name>`` (real set vs each reference) with a feature extractor, which gives the FID a scale, and
+      ``fid_<a>_vs_<b>`` for the other pairs of the table (synthetic vs each reference, between references).
 
     :meth:`run` returns a flat dictionary of JSON-safe values (NaN and infinities as ``None``). With ``output_dir``
     it also writes ``metrics.json`` (sorted keys), ``report.md``, ``real_grid.png``, ``synthetic_grid.png``,
@@ -470,8 +471,13 @@ class SyntheticImageEvaluator:
                     sets[a], sets[b], num_pairs=self.ssim_pairs, seed=self.seed
                 )
             if real_features is not None:
-                for name, images in self.reference_sets.items():
-                    metrics[f"fid_{name}"] = frechet_distance(real_features, self._features(images))
+                features = {"real": real_features, "synthetic": synthetic_features}
+                features.update({name: self._features(images) for name, images in self.reference_sets.items()})
+                for name in self.reference_sets:
+                    metrics[f"fid_{name}"] = frechet_distance(real_features, features[name])
+                for a, b in self.cross_pairs:  # the other pairs of the cross-set table
+                    if a != "real" and (a, b) != ("synthetic", "real"):
+                        metrics[f"fid_{a}_vs_{b}"] = frechet_distance(features[a], features[b])
 
         for key, value in (extra_metrics or {}).items():
             if isinstance(value, (int, float, np.floating, np.integer)) or value is None:
@@ -514,6 +520,9 @@ class SyntheticImageEvaluator:
         for a, b in self.cross_pairs:
             if key == f"ssim_cross_{a}_vs_{b}":
                 return f"mean SSIM between {a} and {b} images (random pairs); higher means more similar sets"
+        for a, b in self.cross_pairs:
+            if key == f"fid_{a}_vs_{b}":
+                return f"FID between the {a} and {b} sets (same extractor); lower means more similar sets"
         for name in self.reference_sets:
             if key == f"fid_{name}":
                 return (
@@ -633,10 +642,11 @@ class SyntheticImageEvaluator:
         if self.cross_pairs:
             lines += ["", "## Cross-set similarity", "", "| set A | set B | mean SSIM | FID |", "|---|---|---|---|"]
             for a, b in self.cross_pairs:
-                fid = metrics.get(f"fid_{b}") if a == "real" and b in self.reference_sets else None
-                fid_text = _format(fid) if fid is not None else ("n/a" if a == "real" else "")
-                if a == "synthetic" and b == "real" and "fid" in metrics:
-                    fid_text = _format(metrics["fid"])
+                if (a, b) == ("synthetic", "real"):
+                    fid_key = "fid"
+                else:
+                    fid_key = f"fid_{b}" if a == "real" else f"fid_{a}_vs_{b}"
+                fid_text = _format(metrics.get(fid_key)) if fid_key in metrics else "n/a"
                 lines.append(f"| {a} | {b} | {_format(metrics[f'ssim_cross_{a}_vs_{b}'])} | {fid_text} |")
             lines += [
                 "",
