@@ -9,10 +9,11 @@ Runs the real configs of ``bundles/histo_feature_aligned`` through ``monai.bundl
    the classifier that grades it.
 2. ``train.json`` for every condition (default: ``baseline`` = ``feature_alignment false``, ``aligned_noisy`` = the
    seed method, ``aligned_clean`` = the expert sees the clean image instead of x_t), same seed, data, network and
-   number of iterations; training stops at every epoch of ``--stages`` and resumes from its checkpoint.
+   number of iterations; one run per condition up to the last of ``--stages``, keeping the EMA weights of every stage
+   (``snapshot_epochs``), so every stage lies on the same learning-rate schedule.
 3. ``evaluate.json`` at every stage with the evaluation expert: generation accuracy over ``--num-seeds`` sampling
    seeds (mean ± std; identical noise for every model), intra-class SSIM diversity and FID/KID in the evaluation
-   expert's features against the ``val`` split.
+   expert's features against the ``val`` split; the final stage is also scored by the alignment expert.
 
 It prints one markdown table (and writes ``alignment_study.json`` / ``.md`` into ``--output-dir``); finished steps
 are reused, so an interrupted study continues.
@@ -26,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--conditions", nargs="+", default=["baseline", "aligned_noisy", "aligned_clean"])
     parser.add_argument("--num-seeds", type=int, default=5)
     parser.add_argument("--samples-per-class", type=int, default=10)
+    parser.add_argument("--num-samples", type=int, default=120, help="samples for FID/KID/SSIM (classes in turn)")
     parser.add_argument("--align-expert", default="resnet18")
     parser.add_argument("--eval-expert", default="densenet121")
     parser.add_argument("--expert-epochs", type=int, default=8)
@@ -109,37 +112,53 @@ def main() -> None:
             print(f"expert {role} ({name}) trained in {t:.0f} s", flush=True)
 
     rows = []
+    stages = sorted(set(args.stages))
     for cond in args.conditions:
         run_dir = out / cond
-        train_time = 0.0
-        for stage in sorted(args.stages):
-            eval_dir = run_dir / "eval" / f"epoch_{stage:03d}"
-            metrics_path = eval_dir / "metrics.json"
-            if not metrics_path.is_file():
-                overrides = {**common, **CONDITIONS[cond], "output_dir": run_dir, "max_epochs": stage}
-                overrides |= {"expert_ckpt": expert_ckpt["align"], "sample_interval": 0}
-                train_time += _bundle("train.json", log, **overrides)
-                _bundle("evaluate.json", log, dataset_dir=data, output_dir=run_dir, expert_ckpt=expert_ckpt["eval"],
-                        eval_dir=eval_dir, num_seeds=args.num_seeds, samples_per_class=args.samples_per_class,
-                        reference_split="val", seed=args.seed)  # fmt: skip
-            m = json.loads(metrics_path.read_text())
-            info = json.loads((run_dir / "models" / "model_info.json").read_text())
-            rows.append({"condition": cond, "epoch": stage, "train_s_this_run": round(train_time, 1), **{
-                k: m.get(k) for k in ("generation_accuracy_mean", "generation_accuracy_std", "ssim_intra_synthetic",
-                                      "ssim_intra_real", "fid", "kid_mean", "precision", "recall")}})  # fmt: skip
-            rows[-1]["feature_alignment"] = info.get("feature_alignment")
-            print(json.dumps(rows[-1]), flush=True)
+        models = run_dir / "models"
+        # one training run per condition; the weights of every stage are kept as models/model_epoch_XXXX.pt, so the
+        # learning-rate schedule is that of the full run (resuming shorter runs would restart its cosine decay)
+        train_time = None
+        if not all((models / f"model_epoch_{s:04d}.pt").is_file() for s in stages):
+            overrides = {**common, **CONDITIONS[cond], "output_dir": run_dir, "max_epochs": stages[-1]}
+            overrides |= {"expert_ckpt": expert_ckpt["align"], "sample_interval": 0, "snapshot_epochs": stages}
+            train_time = _bundle("train.json", log, **overrides)
+            print(f"{cond}: trained {stages[-1]} epochs in {train_time:.0f} s", flush=True)
+        for stage in stages:
+            judges = {"eval": expert_ckpt["eval"]}
+            if stage == stages[-1]:  # the final models are also scored by the alignment expert
+                judges["align"] = expert_ckpt["align"]
+            for judge, ckpt in judges.items():
+                eval_dir = run_dir / "eval" / (f"epoch_{stage:03d}" + ("" if judge == "eval" else "_align_expert"))
+                metrics_path = eval_dir / "metrics.json"
+                if not metrics_path.is_file():
+                    t = _bundle("evaluate.json", log, dataset_dir=data, output_dir=run_dir, expert_ckpt=ckpt,
+                                ckpt_path=models / f"model_epoch_{stage:04d}.pt", eval_dir=eval_dir,
+                                num_seeds=args.num_seeds, samples_per_class=args.samples_per_class,
+                                num_samples=args.num_samples, reference_split="val", seed=args.seed)  # fmt: skip
+                    print(f"{cond} epoch {stage} ({judge} expert): evaluated in {t:.0f} s", flush=True)
+                m = json.loads(metrics_path.read_text())
+                rows.append({"condition": cond, "epoch": stage, "judge": judge, **{
+                    k: m.get(k) for k in ("generation_accuracy_mean", "generation_accuracy_std", "ssim_intra_synthetic",
+                                          "ssim_intra_real", "fid", "kid_mean", "precision", "recall")}})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+        log_rows = list(csv.DictReader(open(run_dir / "train_log.csv")))
+        seconds = sum(float(r["epoch_seconds"]) for r in log_rows)
+        for r in rows:
+            if r["condition"] == cond:
+                r["train_s_total"] = round(seconds, 1)
 
     header = (
-        "| condition | epoch | generation accuracy (mean ± std) | SSIM intra synth / real | FID | precision / recall |"
+        "| condition | epoch | judge | generation accuracy (mean ± std) | SSIM intra synth / real | FID | "
+        "precision / recall | train s (all epochs) |"
     )
-    lines = [header, "|---|---:|---:|---:|---:|---:|"]
+    lines = [header, "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['condition']} | {r['epoch']}"
+            f"| {r['condition']} | {r['epoch']} | {r['judge']}"
             f" | {r['generation_accuracy_mean']:.3f} ± {r['generation_accuracy_std']:.3f}"
             f" | {r['ssim_intra_synthetic']:.3f} / {r['ssim_intra_real']:.3f} | {r['fid']:.1f}"
-            f" | {r['precision']:.2f} / {r['recall']:.2f} |"
+            f" | {r['precision']:.2f} / {r['recall']:.2f} | {r['train_s_total']:.0f} |"
         )
     table = "\n".join(lines)
     print(table)

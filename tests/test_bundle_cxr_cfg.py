@@ -140,6 +140,20 @@ def test_embedding_expert_train_inference_evaluate(tmp_path, tiny_cxr, tiny_ood)
     assert "| 3 |" in (ev / "guidance_sweep" / "guidance_sweep.md").read_text()
     assert Image.open(ev / "guidance_sweep" / "guidance_w3.png").mode == "L"
 
+    # the seed's downstream score: classifiers pre-trained on synthetic images, fine-tuned on 100 / 50 / 0 % real
+    _run("evaluate_pretraining", **common, samples_per_class=4, num_seeds=2, num_inference_steps=2,
+         real_fractions=[1.0, 0.5, 0.0], pretrain_epochs=1, finetune_epochs=1, real_epochs=1,
+         classifier_input_size=16, batch_size=8)  # fmt: skip
+    pre = out / "eval" / "pretraining"
+    m = json.loads((pre / "metrics.json").read_text())
+    for row in ("synthetic_only", "synthetic_then_real_100", "synthetic_then_real_50", "real_only_100", "real_only_50"):
+        assert 0.0 <= m[f"accuracy_{row}_mean"] <= 1.0 and m[f"accuracy_{row}_std"] >= 0.0, row
+    report = json.loads((pre / "pretraining.json").read_text())
+    assert report["settings"]["num_synthetic"] == 8 and report["settings"]["classifier_seeds"] == [0, 1]
+    assert report["settings"]["num_real_test"] == 8 and report["settings"]["num_real_train"] == 12
+    assert [r["num_real"] for r in report["runs"]["real_only_50"]] == [6, 6]  # half of each class (6 + 6 real)
+    assert "| synthetic only | 0 |" in (pre / "pretraining.md").read_text()
+
 
 @pytest.mark.parametrize("architecture", ["lightweight", "monai"])
 def test_cross_attention_train_and_inference(tmp_path, tiny_cxr, architecture):

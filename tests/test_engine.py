@@ -283,3 +283,26 @@ def test_make_grid_shows_middle_slice_of_volumes():
     vol[..., 3] = 1.0  # only the middle slice (6 // 2) is white
     grid = make_grid(vol, nrow=2, padding=0)
     assert grid.shape == (4, 8, 1) and (grid == 255).all()
+
+
+def test_checkpoint_snapshots_keep_weights_of_given_epochs(tmp_path):
+    net = _net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    ckpt = AtomicCheckpoint(tmp_path / "m", {"network": net, "optimizer": opt}, model_key="network",
+                            snapshot_epochs=[1, 3])  # fmt: skip
+    weights = {}
+    trainer = DiffusionTrainer("cpu", 3, _loader(2), net, opt, DDPMScheduler(10), train_handlers=[ckpt])
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: weights.update({e.state.epoch: net.out_conv.weight.detach().clone()})
+    )
+    trainer.run()
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["checkpoint.pt", "model.pt", "model_epoch_0001.pt", "model_epoch_0003.pt"]
+    first = torch.load(tmp_path / "m" / "model_epoch_0001.pt", weights_only=True)
+    assert torch.equal(first["out_conv.weight"], weights[1])
+    assert not torch.equal(weights[1], weights[3])  # training went on after the first snapshot
+    assert ckpt.snapshot_path(3) == tmp_path / "m" / "model_epoch_0003.pt"
+    with pytest.raises(ValueError, match="positive"):
+        AtomicCheckpoint(tmp_path, {"network": net}, model_key="network", snapshot_epochs=[0])
+    with pytest.raises(ValueError, match="model_key"):
+        AtomicCheckpoint(tmp_path, {"network": net}, model_key=None, snapshot_epochs=[2])

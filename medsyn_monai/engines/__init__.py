@@ -1,5 +1,6 @@
 from .ablation import AblationRunner
 from .augmentation import SyntheticAugmentationEvaluator
+from .classifier_training import ImageLabelDataset, TensorPairDataset, fit_classifier
 from .evaluation import SyntheticImageEvaluator
 from .expert import (
     BestCheckpointHandler,
@@ -12,6 +13,7 @@ from .fewshot import FewShotSetup, add_class_slot, class_embedding_keys
 from .generation_accuracy import GenerationAccuracyEvaluator
 from .guidance_sweep import GuidanceSweep
 from .prepare_batch import DiffusionPrepareBatch
+from .pretraining import SyntheticPretrainingEvaluator
 from .prior_images import PriorImageGenerator
 from .sampler import DiffusionSampler
 from .trainer import DiffusionTrainer
@@ -27,11 +29,15 @@ __all__ = [
     "FewShotSetup",
     "GenerationAccuracyEvaluator",
     "GuidanceSweep",
+    "ImageLabelDataset",
     "PriorImageGenerator",
     "SyntheticAugmentationEvaluator",
     "SyntheticImageEvaluator",
+    "SyntheticPretrainingEvaluator",
+    "TensorPairDataset",
     "add_class_slot",
     "class_embedding_keys",
     "class_weights",
     "evaluate_classifier",
+    "fit_classifier",
 ]

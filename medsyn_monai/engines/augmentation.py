@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from ignite.engine import Events
-from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from medsyn_monai.engines.expert import ExpertPrepareBatch, class_weights, evaluate_classifier
+from medsyn_monai.engines.classifier_training import (
+    ImageLabelDataset,
+    TensorPairDataset,
+    dataset_labels,
+    fit_classifier,
+)
+from medsyn_monai.engines.expert import evaluate_classifier
 from medsyn_monai.utils.io import write_json
 
 __all__ = ["SyntheticAugmentationEvaluator"]
@@ -24,43 +27,6 @@ class _Generator(Protocol):
     def generate(
         self, num_samples: int | None = None, labels: Sequence[int] | None = None, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-
-
-class _ImageLabel(Dataset):
-    """``{"image", "label"}`` items of a dataset of dictionaries (other keys dropped), optionally transformed."""
-
-    def __init__(self, data: Dataset | Sequence, transform: Callable | None = None) -> None:
-        self.data, self.transform = data, transform
-
-    def __len__(self) -> int:
-        return len(self.data)  # type: ignore[arg-type]
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return _labels_of(self.data)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.data[index]
-        out = {"image": torch.as_tensor(item["image"]).float(), "label": torch.as_tensor(item["label"]).long()}
-        return dict(self.transform(out)) if self.transform is not None else out
-
-
-class _TensorPairs(Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "label": self.labels[index]}
-
-
-def _labels_of(data: Dataset | Sequence) -> torch.Tensor:
-    labels = getattr(data, "labels", None)
-    if isinstance(labels, torch.Tensor):
-        return labels.reshape(-1).long()
-    return torch.as_tensor([int(torch.as_tensor(data[i]["label"])) for i in range(len(data))])  # type: ignore[arg-type]
 
 
 class SyntheticAugmentationEvaluator:
@@ -170,7 +136,7 @@ class SyntheticAugmentationEvaluator:
 
     def synthetic_counts(self) -> list[int]:
         """Synthetic images per class: the real class counts scaled by ``f / (1 - f)``."""
-        counts = torch.bincount(_labels_of(self.train_data), minlength=self.num_classes).tolist()
+        counts = torch.bincount(dataset_labels(self.train_data), minlength=self.num_classes).tolist()
         ratio = self.synthetic_fraction / (1.0 - self.synthetic_fraction)
         return [int(round(c * ratio)) for c in counts]
 
@@ -185,48 +151,33 @@ class SyntheticAugmentationEvaluator:
     def train_classifier(self, dataset: Dataset) -> nn.Module:
         """Train a fresh classifier on ``dataset``; return it with its best (or last) weights."""
         torch.manual_seed(self.seed)
-        network = self.classifier_factory().to(self.device)
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                            generator=torch.Generator().manual_seed(self.seed))  # fmt: skip
-        weight = None
-        if self.class_weighted:
-            labels = torch.cat([_labels_of(d) for d in getattr(dataset, "datasets", [dataset])])
-            weight = class_weights(labels, self.num_classes).to(self.device)
-        trainer = SupervisedTrainer(
+        network, info = fit_classifier(
+            self.classifier_factory(),
+            dataset,
+            self.num_classes,
+            self.max_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            class_weighted=self.class_weighted,
+            val_data=self.val_data,
+            class_names=self.class_names,
             device=self.device,
-            max_epochs=self.max_epochs,
-            train_data_loader=loader,
-            network=network,
-            optimizer=torch.optim.Adam(network.parameters(), lr=self.learning_rate),
-            loss_function=nn.CrossEntropyLoss(weight=weight),
-            prepare_batch=ExpertPrepareBatch(),
-            decollate=False,
+            seed=self.seed,
+            num_workers=self.num_workers,
         )
-        best: dict[str, Any] = {"score": -1.0, "state": None, "epoch": self.max_epochs}
-        if self.val_data is not None:
-            val_loader = self._loader(self.val_data)
-
-            @trainer.on(Events.EPOCH_COMPLETED)
-            def _select(engine: SupervisedTrainer) -> None:
-                report = evaluate_classifier(network, val_loader, self.device, self.num_classes, self.class_names)
-                score = float(report["balanced_accuracy"])
-                if score > best["score"]:
-                    best.update(score=score, state=copy.deepcopy(network.state_dict()), epoch=engine.state.epoch)
-
-        trainer.run()
-        if best["state"] is not None:
-            network.load_state_dict(best["state"])
-        network.best_epoch = best["epoch"]  # type: ignore[assignment]
+        network.best_epoch = info["best_epoch"]  # type: ignore[assignment]
         return network
 
     def _loader(self, data: Dataset | Sequence) -> DataLoader:
-        return DataLoader(_ImageLabel(data), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(
+            ImageLabelDataset(data), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
+        )
 
     def run(self) -> dict[str, Any]:
         """Generate, train both classifiers, test them on the real test images and write the reports."""
         images, labels = self.synthetic_set()
-        real = _ImageLabel(self.train_data, self.train_transform)
-        synthetic = _ImageLabel(_TensorPairs(images, labels), self.train_transform)
+        real = ImageLabelDataset(self.train_data, self.train_transform)
+        synthetic = ImageLabelDataset(TensorPairDataset(images, labels), self.train_transform)
         runs: Mapping[str, Dataset] = {
             "real_only": ConcatDataset([real]),
             "real_plus_synthetic": ConcatDataset([real, synthetic]),

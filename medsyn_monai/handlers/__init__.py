@@ -2,6 +2,7 @@ from .checkpoint import AtomicCheckpoint
 from .ema import ExponentialMovingAverage
 from .progress_bar import LossProgressBar
 from .sample_grid import SampleGridHandler
+from .time_budget import TimeBudget
 from .training_stats import TrainingStatsHandler
 
 __all__ = [
@@ -9,5 +10,6 @@ __all__ = [
     "ExponentialMovingAverage",
     "LossProgressBar",
     "SampleGridHandler",
+    "TimeBudget",
     "TrainingStatsHandler",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,11 @@ class AtomicCheckpoint:
     - ``model.pt``: the ``state_dict`` of ``save_dict[model_key]`` alone (by default the EMA weights), for inference
       (the MONAI bundle convention ``models/model.pt``).
 
+    With ``snapshot_epochs``, a copy of ``model.pt`` is also kept at each of those epochs as
+    ``model_epoch_XXXX.pt`` (e.g. to evaluate a model at several points of one training run without changing its
+    learning-rate schedule); they sit beside ``model.pt``, so every config that reads ``model_info.json`` from the
+    weights' folder accepts them as ``ckpt_path``.
+
     Checkpoints are also written when training completes and, when ``save_on_exception``, when it fails (the error is
     re-raised). With ``resume=True`` and an existing ``checkpoint.pt``, every object is restored at
     ``Events.STARTED`` and training continues from the saved epoch up to the *current* ``max_epochs`` (so a finished
@@ -44,6 +49,7 @@ class AtomicCheckpoint:
         save_on_exception: also save when training raises an exception.
         checkpoint_name: file name of the full checkpoint.
         model_name: file name of the inference weights.
+        snapshot_epochs: epochs after which ``model_epoch_XXXX.pt`` (the ``model_key`` weights) is written too.
 
     Example:
         >>> import tempfile, torch
@@ -68,9 +74,15 @@ class AtomicCheckpoint:
         save_on_exception: bool = True,
         checkpoint_name: str = "checkpoint.pt",
         model_name: str = "model.pt",
+        snapshot_epochs: Sequence[int] | None = None,
     ) -> None:
         if save_interval < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}.")
+        snapshots = sorted({int(e) for e in (snapshot_epochs or [])})
+        if any(e < 1 for e in snapshots):
+            raise ValueError(f"snapshot_epochs must be positive epoch numbers, got {list(snapshot_epochs or [])}.")
+        if snapshots and model_key is None:
+            raise ValueError("snapshot_epochs need model_key (the weights to keep).")
         if model_key is not None and model_key not in save_dict:
             raise ValueError(f"model_key {model_key!r} is not in save_dict (keys: {sorted(save_dict)}).")
         self.save_dir = Path(save_dir)
@@ -82,6 +94,7 @@ class AtomicCheckpoint:
         self.save_on_exception = save_on_exception
         self.checkpoint_name = checkpoint_name
         self.model_name = model_name
+        self.snapshot_epochs = snapshots
         self.logger = logging.getLogger(__name__)
         self.resumed_from_epoch: int | None = None
         self._saved_iteration: int | None = None
@@ -103,6 +116,8 @@ class AtomicCheckpoint:
         if self.save_interval > 0:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
         engine.add_event_handler(Events.COMPLETED, self.save)
+        if self.snapshot_epochs:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self._snapshot)
         if self.save_on_exception:
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._count_iteration)
             engine.add_event_handler(Events.EXCEPTION_RAISED, self._on_exception)
@@ -120,6 +135,19 @@ class AtomicCheckpoint:
         self._saved_iteration = iteration
         epoch = engine.state.epoch if engine is not None else "?"
         self.logger.info(f"saved checkpoint of epoch {epoch} to {self.checkpoint_path}")
+
+    def snapshot_path(self, epoch: int) -> Path:
+        """Path of the weights kept after ``epoch`` (``snapshot_epochs``)."""
+        return self.save_dir / f"{Path(self.model_name).stem}_epoch_{int(epoch):04d}{Path(self.model_name).suffix}"
+
+    def _snapshot(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        if epoch not in self.snapshot_epochs:
+            return
+        saver = DiskSaver(self.save_dir, atomic=True, create_dir=True, require_empty=False)
+        path = self.snapshot_path(epoch)
+        saver(self.save_dict[self.model_key].state_dict(), path.name)  # type: ignore[index]
+        self.logger.info(f"kept the weights of epoch {epoch} as {path}")
 
     def load(self, engine: Engine) -> None:
         """Restore every object of ``save_dict`` from ``checkpoint.pt`` if it exists."""

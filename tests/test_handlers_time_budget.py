@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from ignite.engine import Engine, Events
+
+from medsyn_monai.handlers import TimeBudget
+
+
+def _engine():
+    return Engine(lambda e, b: None)
+
+
+def test_stops_after_budget_and_runs_completed_handlers():
+    clock = itertools.count(0, 10)  # 10 s per clock reading
+    engine = _engine()
+    budget = TimeBudget(max_minutes=1.0, clock=lambda: float(next(clock)))
+    budget.attach(engine)
+    completed = []
+    engine.add_event_handler(Events.COMPLETED, lambda e: completed.append(e.state.iteration))
+    engine.run(range(50), max_epochs=3)
+    assert budget.stopped
+    assert engine.state.iteration == 6  # start at 0 s, readings 10..60 s after iterations 1..6
+    assert completed == [6]  # a clean stop: COMPLETED handlers (final checkpoint) still run
+
+
+def test_off_by_default_and_fresh_budget_per_run():
+    engine = _engine()
+    TimeBudget(None).attach(engine)
+    TimeBudget(0).attach(engine)
+    engine.run(range(5), max_epochs=2)
+    assert engine.state.iteration == 10
+
+    clock = itertools.count(0, 10)
+    engine = _engine()
+    budget = TimeBudget(max_minutes=0.5, clock=lambda: float(next(clock)))
+    budget.attach(engine)
+    iterations = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+    engine.run(range(50), max_epochs=1)
+    assert budget.stopped and len(iterations) == 3
+    engine.run(range(50), max_epochs=1)  # a second run (e.g. resumed from a checkpoint) gets the whole budget again
+    assert budget.stopped and len(iterations) == 6
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf")])
+def test_bad_budget(bad):
+    with pytest.raises(ValueError, match="max_minutes"):
+        TimeBudget(bad)
