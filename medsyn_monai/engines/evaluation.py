@@ -18,6 +18,7 @@ from medsyn_monai.metrics import (
     classification_report,
     cross_set_ssim,
     frechet_distance,
+    impulse_noise_rate,
     intensity_histogram_test,
     intra_set_ssim,
     kl_divergence,
@@ -56,6 +57,9 @@ _MEANINGS = {
     "ssim_intra_synthetic": "mean pairwise SSIM inside the synthetic set (Wang 2004), i.e. diversity; lower is more "
     "diverse, best close to ssim_intra_real (much higher suggests mode collapse)",
     "ssim_intra_real": "mean pairwise SSIM inside the real set: the reference level for ssim_intra_synthetic",
+    "impulse_noise_synthetic": "fraction of pixels more than a quarter of the intensity range away from the median "
+    "of their 3x3 neighbourhood (salt-and-pepper residual noise); lower is better, best close to impulse_noise_real",
+    "impulse_noise_real": "the same fraction on the real images: the floor set by real fine structure",
     "chi2_intensity": "chi-square statistic of the histograms of per-image mean intensity, real vs synthetic; "
     "lower is better",
     "chi2_pvalue": f"p-value of that chi-square test; higher is better (p < {ALPHA}: intensity distributions differ)",
@@ -431,6 +435,8 @@ class SyntheticImageEvaluator:
         metrics.update(self._intra_ssim("synthetic", synthetic, self.synthetic_labels))
         metrics.update(self._intra_ssim("real", real, self.real_labels))
 
+        for name, images in (("synthetic", synthetic), ("real", real)):
+            metrics[f"impulse_noise_{name}"] = float(impulse_noise_rate(images).mean())
         test = intensity_histogram_test(
             real, synthetic, bins=self.histogram_bins, value_range=_VALUE_RANGE, unit=HistogramUnit.IMAGE
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .classification import classification_report, confusion_matrix
 from .distribution_tests import class_frequency_test, intensity_histogram_test, js_divergence, kl_divergence
 from .fid import frechet_distance, gaussian_frechet_distance
+from .impulse_noise import impulse_noise_rate
 from .kid import KernelInceptionDistance
 from .precision_recall import PrecisionRecallDensityCoverage
 from .ssim_diversity import MAX_ALL_PAIRS, cross_set_ssim, intra_set_ssim
@@ -19,6 +20,7 @@ __all__ = [
     "cross_set_ssim",
     "frechet_distance",
     "gaussian_frechet_distance",
+    "impulse_noise_rate",
     "intensity_histogram_test",
     "intra_set_ssim",
     "js_divergence",

@@ -1,0 +1,258 @@
+"""The cxr_cfg default recipe vs a plain CFG-DDPM recipe at the same CPU budget, on PneumoniaMNIST, side by side.
+
+Both recipes are the bundle's own ``train.json`` with overrides, trained for the same wall-clock budget
+(``max_train_minutes``, default 25) on the same data, then scored the same way:
+
+1. ``train_expert.json``: a ResNet-18 on the real training split (features for FID/KID, expert accuracy).
+2. ``train.json`` per recipe, stopped by the time budget (``max_epochs`` of each recipe is sized so that its
+   learning-rate schedule ends close to the budget on this machine; ``--budget-minutes`` caps it).
+3. ``evaluate.json`` on the ``val`` split: FID/KID in the expert's features, SSIM diversity, impulse (salt-and-pepper)
+   noise, expert accuracy on generated images and a guidance sweep; the default recipe's guidance scale for step 4
+   is the sweep's value with the lowest validation FID (the plain recipe samples at its fixed w = 2).
+4. ``evaluate_pretraining.json`` on the ``test`` split: ResNet-18 classifiers (3 seeds) trained on
+   ``--samples-per-class`` synthetic images per class (DDIM-50) and tested on the real test images; for the default
+   recipe also fine-tuned on 100 % / 10 % of the real data, beside classifiers trained on that real data alone.
+5. A noise diagnosis: the same noise sampled with variants of the sampler (guidance, clipping of x0, number of steps,
+   EMA or raw weights), scored by the impulse-noise rate against the real images' floor.
+
+It prints the tables and writes ``recipe_study.json`` / ``.md`` into ``--output-dir``; finished steps are reused, so an
+interrupted study continues (delete a step's output folder to redo it).
+
+Usage::
+
+    python benchmarks/bench_cxr_recipe.py --output-dir runs/cxr_recipe
+    python benchmarks/bench_cxr_recipe.py --recipes default --budget-minutes 5     # a quicker look at one recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundles" / "cxr_cfg" / "configs"
+NPZ = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+CLASS_NAMES = ["normal", "pneumonia"]
+
+# The plain recipe of the issue: MONAI DiffusionModelUNet (32, 64, 64) with class embeddings, condition dropout 0.1,
+# cosine schedule, epsilon prediction, AdamW 2e-4 (constant), EMA 0.999, batch 64, torch.compile, float32, DDIM-50
+# at guidance 2. The default recipe is train.json without overrides.
+RECIPES: dict[str, dict[str, Any]] = {
+    "plain": {
+        "train": {
+            "prediction_type": "epsilon",
+            "learning_rate": 2e-4,
+            "warmup_steps": 0,
+            "lr_end_factor": 1.0,
+            "ema_decay": 0.999,
+            "batch_size": 64,
+            "cpu_bf16": False,
+            "compile": True,
+            "attention_levels": [False, True, True],
+            "max_grad_norm": None,
+            "max_epochs": 60,
+        },
+        "guidance_scale": 2.0,
+    },
+    "default": {"train": {"max_epochs": 70}, "guidance_scale": None},  # w chosen on val
+}
+
+
+def _bundle(config: str, log: Path, **overrides: Any) -> float:
+    """Run one bundle config in a subprocess (its log appended to ``log``); return the wall time in seconds."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", repr(value) if isinstance(value, (bool, list)) or value is None else str(value)]
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(" ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{config} failed (exit {proc.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def _train_summary(run_dir: Path) -> dict[str, Any]:
+    rows = list(csv.DictReader(open(run_dir / "train_log.csv")))
+    ckpt = torch.load(run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return {
+        "epochs_logged": len(rows),
+        "iterations": int(ckpt["trainer"]["iteration"]),
+        "train_seconds": round(sum(float(r["epoch_seconds"]) for r in rows), 1),
+        "final_mean_loss": float(rows[-1]["mean_loss"]) if rows else None,
+        "images_per_second": round(sum(float(r["images_per_second"]) for r in rows[1:]) / max(1, len(rows) - 1), 1),
+    }
+
+
+def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int) -> list[dict[str, Any]]:
+    """Impulse-noise rate of the same noise sampled with sampler variants (see the module docstring)."""
+    from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
+    from medsyn_monai.engines import DiffusionSampler
+    from medsyn_monai.inferers import ConditionalDiffusionInferer
+    from medsyn_monai.metrics import impulse_noise_rate
+    from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet
+    from medsyn_monai.utils import load_model_info
+
+    info = load_model_info(run_dir / "models")
+    schedule = {"num_train_timesteps": info["num_train_timesteps"], "schedule": info["beta_schedule"],
+                "prediction_type": info["prediction_type"]}  # fmt: skip
+    rows = [{"variant": "real test images (floor)", "impulse_noise": float(impulse_noise_rate(real_test).mean())}]
+    variants = [
+        ("DDIM-50, w=2", "ema", DDIMScheduler(**schedule), 50, 2.0, per_class),
+        ("DDIM-50, w=1 (no guidance)", "ema", DDIMScheduler(**schedule), 50, 1.0, per_class),
+        ("DDIM-50, w=2, no x0 clipping", "ema", DDIMScheduler(**schedule, clip_sample=False), 50, 2.0, per_class),
+        ("DDIM-200, w=2", "ema", DDIMScheduler(**schedule), 200, 2.0, per_class),
+        ("DDIM-50, w=2, raw (non-EMA) weights", "network", DDIMScheduler(**schedule), 50, 2.0, per_class),
+        ("DDPM-1000, w=2", "ema", DDPMScheduler(**schedule), None, 2.0, max(4, per_class // 4)),
+    ]
+    for name, key, scheduler, steps, w, n in variants:
+        network = ClassConditionedDiffusionUNet(
+            architecture=info["architecture"], class_conditioning=info["class_conditioning"],
+            num_classes=info["num_classes"], cross_attention_dim=info["cross_attention_dim"],
+            network_kwargs=info["network_kwargs"],
+        )  # fmt: skip
+        inferer = ConditionalDiffusionInferer(scheduler, null_class_label=info["null_class_label"])
+        sampler = DiffusionSampler(network, inferer, scheduler, run_dir / "models" / "checkpoint.pt",
+                                   run_dir / "diagnosis", num_samples=2 * n, image_shape=(1, 28, 28), batch_size=128,
+                                   num_inference_steps=steps, class_names=info["class_names"], guidance_scale=w,
+                                   seed=seed, ckpt_key=key, save_png=False, save_nifti=False,
+                                   verbose=False)  # fmt: skip
+        sampler.load_weights()
+        start = time.perf_counter()
+        images, _ = sampler.generate(labels=[0] * n + [1] * n, seed=seed)
+        seconds = time.perf_counter() - start
+        rows.append({"variant": name, "num_images": 2 * n, "seconds": round(seconds, 1),
+                     "impulse_noise": float(impulse_noise_rate(images).mean()),
+                     "min": float(images.min()), "max": float(images.max()),
+                     "fraction_at_limits": float((images.abs() > 0.99).float().mean())})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _real_test(npz: Path) -> torch.Tensor:
+    import numpy as np
+
+    with np.load(npz) as data:
+        images = torch.from_numpy(data["test_images"].astype(np.float32))
+    return (images / 127.5 - 1.0).unsqueeze(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset-dir", type=Path, default=NPZ, help="PneumoniaMNIST .npz")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/cxr_recipe"))
+    parser.add_argument("--recipes", nargs="+", default=["plain", "default"], choices=sorted(RECIPES))
+    parser.add_argument("--budget-minutes", type=float, default=25.0)
+    parser.add_argument("--samples-per-class", type=int, default=500)
+    parser.add_argument("--classifier-seeds", type=int, default=3)
+    parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
+    parser.add_argument("--sweep-samples-per-class", type=int, default=100)
+    parser.add_argument("--diagnosis-samples-per-class", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.dataset_dir.is_file():
+        raise SystemExit(f"PneumoniaMNIST not found at {args.dataset_dir}; pass --dataset-dir.")
+
+    out = args.output_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "study.log"
+    data = {"dataset_dir": args.dataset_dir.resolve(), "class_names": CLASS_NAMES, "seed": args.seed}
+    expert_dir = out / "expert"
+    expert_ckpt = expert_dir / "models" / "expert" / "best_model.pt"
+    if not expert_ckpt.is_file():
+        t = _bundle("train_expert.json", log, **data, output_dir=expert_dir)
+        print(f"expert trained in {t:.0f} s", flush=True)
+    expert_test = json.loads((expert_dir / "eval" / "expert" / "test_metrics.json").read_text())
+    result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
+                              "expert_test_accuracy": expert_test["accuracy"], "recipes": {}}  # fmt: skip
+    real_test = _real_test(args.dataset_dir)
+
+    for name in args.recipes:
+        recipe = RECIPES[name]
+        run_dir = out / name
+        r: dict[str, Any] = {"overrides": recipe["train"]}
+        if not (run_dir / "models" / "model.pt").is_file():
+            t = _bundle("train.json", log, **data, output_dir=run_dir, sample_interval=0,
+                        max_train_minutes=args.budget_minutes, **recipe["train"])  # fmt: skip
+            print(f"{name}: training command took {t:.0f} s", flush=True)
+        r["training"] = _train_summary(run_dir)
+        print(name, json.dumps(r["training"]), flush=True)
+
+        val_dir = run_dir / "eval" / "val"
+        if not (val_dir / "metrics.json").is_file():
+            w_val = recipe["guidance_scale"] or 2.0
+            _bundle("evaluate.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir, expert_ckpt=expert_ckpt,
+                    eval_dir=val_dir, reference_split="val", guidance_scale=w_val, num_samples=400,
+                    guidance_scales=args.guidance_scales, sweep_samples_per_class=args.sweep_samples_per_class,
+                    num_seeds=3, samples_per_class=50, ood_dir=REPO / "data" / "cells_demo",
+                    seed=args.seed)  # fmt: skip
+        val = json.loads((val_dir / "metrics.json").read_text())
+        sweep = {w: {"fid": val.get(f"fid_w{w:g}"), "generation_accuracy": val.get(f"generation_accuracy_w{w:g}")}
+                 for w in args.guidance_scales}  # fmt: skip
+        w = recipe["guidance_scale"]
+        if w is None:
+            w = min((s for s in sweep if sweep[s]["fid"] is not None), key=lambda s: sweep[s]["fid"])
+        r |= {"guidance_scale": w, "val_sweep": sweep,
+              "val": {k: val.get(k) for k in ("fid", "kid_mean", "precision", "recall", "ssim_intra_synthetic",
+                                               "ssim_intra_real", "impulse_noise_synthetic", "impulse_noise_real",
+                                               "expert_accuracy_synthetic", "generation_accuracy_mean")}}  # fmt: skip
+
+        pre_dir = run_dir / "eval" / "pretraining"
+        if not (pre_dir / "metrics.json").is_file():
+            fractions = [1.0, 0.1, 0.0] if name == "default" else [0.0]
+            _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
+                    eval_dir=pre_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
+                    num_seeds=args.classifier_seeds, real_fractions=fractions, seed=args.seed)  # fmt: skip
+        r["pretraining"] = json.loads((pre_dir / "metrics.json").read_text())
+        diag = run_dir / "eval" / "diagnosis.json"
+        if not diag.is_file():
+            diag.write_text(json.dumps(_diagnose(run_dir, real_test, args.diagnosis_samples_per_class, args.seed)))
+        r["diagnosis"] = json.loads(diag.read_text())
+        result["recipes"][name] = r
+        print(f"{name}: synthetic-only ResNet-18 test accuracy "
+              f"{r['pretraining']['accuracy_synthetic_only_mean']:.3f} ± "
+              f"{r['pretraining']['accuracy_synthetic_only_std']:.3f}", flush=True)  # fmt: skip
+
+    lines = [f"Expert (ResNet-18, real training split) test accuracy: {result['expert_test_accuracy']:.3f}", "",
+             "| recipe | iterations | train s | img/s | w | val FID | val gen. acc. | impulse noise (real floor) | "
+             "synthetic-only ResNet-18 test ACC |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in result["recipes"].items():
+        t, v, p = r["training"], r["val"], r["pretraining"]
+        lines.append(
+            f"| {name} | {t['iterations']} | {t['train_seconds']:.0f} | {t['images_per_second']:.0f} | "
+            f"{r['guidance_scale']:g} | {v['fid']:.1f} | {v['generation_accuracy_mean']:.3f} | "
+            f"{v['impulse_noise_synthetic']:.4f} ({v['impulse_noise_real']:.4f}) | "
+            f"{p['accuracy_synthetic_only_mean']:.3f} ± {p['accuracy_synthetic_only_std']:.3f} |"
+        )
+    for name, r in result["recipes"].items():
+        lines += ["", f"Guidance sweep on val, {name}:", "", "| w | FID | generation accuracy |", "|---:|---:|---:|"]
+        for w, s in r["val_sweep"].items():
+            lines.append(f"| {w:g} | {s['fid']:.1f} | {s['generation_accuracy']:.3f} |")
+        lines += ["", f"Noise diagnosis, {name}:", "", "| sampler | images | impulse noise | pixels at ±1 | s |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for d in r["diagnosis"]:
+            lines.append(f"| {d['variant']} | {d.get('num_images', '')} | {d['impulse_noise']:.4f} | "
+                         f"{d.get('fraction_at_limits', float('nan')):.4f} | {d.get('seconds', '')} |")  # fmt: skip
+        p = r["pretraining"]
+        rows = sorted({k[9:-5] for k in p if k.startswith("accuracy_") and k.endswith("_mean")})
+        lines += ["", f"Classifiers on test, {name} (mean ± std over seeds):", ""]
+        lines += ["| training | accuracy |", "|---|---:|"]
+        lines += [f"| {row} | {p[f'accuracy_{row}_mean']:.3f} ± {p[f'accuracy_{row}_std']:.3f} |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    (out / "recipe_study.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / "recipe_study.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
