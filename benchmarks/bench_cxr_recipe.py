@@ -103,18 +103,33 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
     from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet
     from medsyn_monai.utils import load_model_info
 
+    class SkipFirstDDIM(DDIMScheduler):
+        """DDIM without its first time step (t = T - 1): sampling starts one step lower."""
+
+        def set_timesteps(self, num_inference_steps: int, device: Any = None) -> None:
+            super().set_timesteps(num_inference_steps, device)
+            self.timesteps = self.timesteps[1:]
+
     info = load_model_info(run_dir / "models")
     schedule = {"num_train_timesteps": info["num_train_timesteps"], "schedule": info["beta_schedule"],
                 "prediction_type": info["prediction_type"]}  # fmt: skip
-    rows = [{"variant": "real test images (floor)", "impulse_noise": float(impulse_noise_rate(real_test).mean())}]
+    rows = [
+        {
+            "variant": "real test images (floor)",
+            "impulse_noise": float(impulse_noise_rate(real_test).mean()),
+            "fraction_at_limits": float((real_test.abs() > 0.99).float().mean()),
+        }
+    ]
     variants = [
         ("DDIM-50, w=2", "ema", DDIMScheduler(**schedule), 50, 2.0, per_class),
         ("DDIM-50, w=1 (no guidance)", "ema", DDIMScheduler(**schedule), 50, 1.0, per_class),
         ("DDIM-50, w=2, no x0 clipping", "ema", DDIMScheduler(**schedule, clip_sample=False), 50, 2.0, per_class),
+        ("DDIM-50 without its first step (t=999), w=2", "ema", SkipFirstDDIM(**schedule), 50, 2.0, per_class),
         ("DDIM-200, w=2", "ema", DDIMScheduler(**schedule), 200, 2.0, per_class),
         ("DDIM-50, w=2, raw (non-EMA) weights", "network", DDIMScheduler(**schedule), 50, 2.0, per_class),
         ("DDPM-1000, w=2", "ema", DDPMScheduler(**schedule), None, 2.0, max(4, per_class // 4)),
     ]
+    rows.append(_first_step_x0(run_dir, info, seed))
     for name, key, scheduler, steps, w, n in variants:
         network = ClassConditionedDiffusionUNet(
             architecture=info["architecture"], class_conditioning=info["class_conditioning"],
@@ -139,6 +154,35 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
     return rows
 
 
+def _first_step_x0(run_dir: Path, info: dict[str, Any], seed: int, n: int = 64) -> dict[str, Any]:
+    """The scheduler's estimate of x0 at the first DDIM step (t = T - 1, pure noise, w = 2), before clipping."""
+    from monai.networks.schedulers import DDIMScheduler
+
+    from medsyn_monai.inferers import ConditionalDiffusionInferer
+    from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet
+
+    network = ClassConditionedDiffusionUNet(
+        architecture=info["architecture"], class_conditioning=info["class_conditioning"],
+        num_classes=info["num_classes"], cross_attention_dim=info["cross_attention_dim"],
+        network_kwargs=info["network_kwargs"],
+    ).eval()  # fmt: skip
+    network.load_state_dict(torch.load(run_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
+    scheduler = DDIMScheduler(info["num_train_timesteps"], schedule=info["beta_schedule"],
+                              prediction_type=info["prediction_type"], clip_sample=False)  # fmt: skip
+    inferer = ConditionalDiffusionInferer(scheduler, null_class_label=info["null_class_label"])
+    noise = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    t = info["num_train_timesteps"] - 1
+    labels = torch.arange(n) % info["num_classes"]
+    with torch.no_grad():
+        out = inferer.guided_prediction(network, noise, torch.full((n,), t), None, labels, 2.0)
+    scheduler.set_timesteps(50)
+    _, x0 = scheduler.step(out, t, noise)
+    ab = float(scheduler.alphas_cumprod[t])
+    return {"variant": f"x0 estimate at t={t} (alpha_bar {ab:.1e}), w=2, before clipping",
+            "impulse_noise": float("nan"), "fraction_at_limits": float((x0.abs() > 1).float().mean()),
+            "min": float(x0.min()), "max": float(x0.max())}  # fmt: skip
+
+
 def _real_test(npz: Path) -> torch.Tensor:
     import numpy as np
 
@@ -159,7 +203,18 @@ def main() -> None:
     parser.add_argument("--sweep-samples-per-class", type=int, default=100)
     parser.add_argument("--diagnosis-samples-per-class", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="pipeline check only: tiny budgets, sample counts and no torch.compile")  # fmt: skip
     args = parser.parse_args()
+    eval_sizes = {"num_samples": 400, "num_seeds": 3, "samples_per_class": 50}
+    quick_train: dict[str, Any] = {}
+    quick_classifier: dict[str, Any] = {}
+    if args.quick:
+        args.samples_per_class, args.classifier_seeds, args.sweep_samples_per_class = 8, 1, 4
+        args.diagnosis_samples_per_class = 4
+        eval_sizes = {"num_samples": 16, "num_seeds": 1, "samples_per_class": 4}
+        quick_train = {"max_epochs": 1, "compile": False}
+        quick_classifier = {"pretrain_epochs": 1, "finetune_epochs": 1, "real_epochs": 1}
     if not args.dataset_dir.is_file():
         raise SystemExit(f"PneumoniaMNIST not found at {args.dataset_dir}; pass --dataset-dir.")
 
@@ -183,7 +238,7 @@ def main() -> None:
         r: dict[str, Any] = {"overrides": recipe["train"]}
         if not (run_dir / "models" / "model.pt").is_file():
             t = _bundle("train.json", log, **data, output_dir=run_dir, sample_interval=0,
-                        max_train_minutes=args.budget_minutes, **recipe["train"])  # fmt: skip
+                        max_train_minutes=args.budget_minutes, **{**recipe["train"], **quick_train})  # fmt: skip
             print(f"{name}: training command took {t:.0f} s", flush=True)
         r["training"] = _train_summary(run_dir)
         print(name, json.dumps(r["training"]), flush=True)
@@ -192,10 +247,9 @@ def main() -> None:
         if not (val_dir / "metrics.json").is_file():
             w_val = recipe["guidance_scale"] or 2.0
             _bundle("evaluate.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir, expert_ckpt=expert_ckpt,
-                    eval_dir=val_dir, reference_split="val", guidance_scale=w_val, num_samples=400,
+                    eval_dir=val_dir, reference_split="val", guidance_scale=w_val, **eval_sizes,
                     guidance_scales=args.guidance_scales, sweep_samples_per_class=args.sweep_samples_per_class,
-                    num_seeds=3, samples_per_class=50, ood_dir=REPO / "data" / "cells_demo",
-                    seed=args.seed)  # fmt: skip
+                    ood_dir=REPO / "data" / "cells_demo", seed=args.seed)  # fmt: skip
         val = json.loads((val_dir / "metrics.json").read_text())
         sweep = {w: {"fid": val.get(f"fid_w{w:g}"), "generation_accuracy": val.get(f"generation_accuracy_w{w:g}")}
                  for w in args.guidance_scales}  # fmt: skip
@@ -212,7 +266,8 @@ def main() -> None:
             fractions = [1.0, 0.1, 0.0] if name == "default" else [0.0]
             _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
                     eval_dir=pre_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
-                    num_seeds=args.classifier_seeds, real_fractions=fractions, seed=args.seed)  # fmt: skip
+                    num_seeds=args.classifier_seeds, real_fractions=fractions, seed=args.seed,
+                    **quick_classifier)  # fmt: skip
         r["pretraining"] = json.loads((pre_dir / "metrics.json").read_text())
         diag = run_dir / "eval" / "diagnosis.json"
         if not diag.is_file():
@@ -238,8 +293,8 @@ def main() -> None:
         lines += ["", f"Guidance sweep on val, {name}:", "", "| w | FID | generation accuracy |", "|---:|---:|---:|"]
         for w, s in r["val_sweep"].items():
             lines.append(f"| {w:g} | {s['fid']:.1f} | {s['generation_accuracy']:.3f} |")
-        lines += ["", f"Noise diagnosis, {name}:", "", "| sampler | images | impulse noise | pixels at ±1 | s |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["", f"Noise diagnosis, {name}:", ""]
+        lines += ["| sampler | images | impulse noise | pixels at ±1 (x0: outside) | s |", "|---|---:|---:|---:|---:|"]
         for d in r["diagnosis"]:
             lines.append(f"| {d['variant']} | {d.get('num_images', '')} | {d['impulse_noise']:.4f} | "
                          f"{d.get('fraction_at_limits', float('nan')):.4f} | {d.get('seconds', '')} |")  # fmt: skip
