@@ -6,13 +6,17 @@ Both recipes are the bundle's own ``train.json`` with overrides, trained for the
 1. ``train_expert.json``: a ResNet-18 on the real training split (features for FID/KID, expert accuracy).
 2. ``train.json`` per recipe, stopped by the time budget (``max_epochs`` of each recipe is sized so that its
    learning-rate schedule ends close to the budget on this machine; ``--budget-minutes`` caps it).
-3. ``evaluate.json`` on the ``val`` split: FID/KID in the expert's features, SSIM diversity, impulse (salt-and-pepper)
-   noise, expert accuracy on generated images and a guidance sweep; the default recipe's guidance scale for step 4
-   is the sweep's value with the lowest validation FID (the plain recipe samples at its fixed w = 2).
-4. ``evaluate_pretraining.json`` on the ``test`` split: ResNet-18 classifiers (3 seeds) trained on
-   ``--samples-per-class`` synthetic images per class (DDIM-50) and tested on the real test images; for the default
-   recipe also fine-tuned on 100 % / 10 % of the real data, beside classifiers trained on that real data alone.
-5. A noise diagnosis: the same noise sampled with variants of the sampler (guidance, clipping of x0, number of steps,
+3. The default recipe's guidance scale is chosen on ``val``: the candidate of ``--select-guidance-scales`` whose
+   synthetic-only classifiers (step 5's protocol) reach the best validation accuracy; the plain recipe samples at its
+   fixed w = 2.
+4. ``evaluate.json`` on the ``test`` split at that w: FID/KID in the expert's features, SSIM diversity (also
+   cross-set), impulse (salt-and-pepper) noise, expert accuracy on generated images, and a guidance sweep
+   (``--guidance-scales``: expert generation accuracy and FID per w on identical noise).
+5. ``evaluate_pretraining.json`` on the ``test`` split: ResNet-18 classifiers (3 seeds) trained on
+   ``--samples-per-class`` synthetic images per class (DDIM-50; last epoch, no selection on real data) and tested
+   on the real test images; for the default recipe also fine-tuned on 100 % / 10 % of the real data, beside
+   classifiers trained on that real data alone.
+6. A noise diagnosis: the same noise sampled with variants of the sampler (guidance, clipping of x0, number of steps,
    EMA or raw weights), scored by the impulse-noise rate against the real images' floor.
 
 It prints the tables and writes ``recipe_study.json`` / ``.md`` into ``--output-dir``; finished steps are reused, so an
@@ -201,6 +205,8 @@ def main() -> None:
     parser.add_argument("--classifier-seeds", type=int, default=3)
     parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
     parser.add_argument("--sweep-samples-per-class", type=int, default=100)
+    parser.add_argument("--select-guidance-scales", type=float, nargs="+", default=[1.0, 2.0, 3.0],
+                        help="the default recipe's candidate w (best synthetic-only accuracy on val)")  # fmt: skip
     parser.add_argument("--diagnosis-samples-per-class", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
@@ -243,23 +249,36 @@ def main() -> None:
         r["training"] = _train_summary(run_dir)
         print(name, json.dumps(r["training"]), flush=True)
 
-        val_dir = run_dir / "eval" / "val"
-        if not (val_dir / "metrics.json").is_file():
-            w_val = recipe["guidance_scale"] or 2.0
+        sweep: dict[float, dict[str, Any]] = {}
+        w = recipe["guidance_scale"]
+        if w is None:  # the guidance scale whose synthetic-only classifiers score best on the real val split
+            for scale in args.select_guidance_scales:
+                sel_dir = run_dir / "eval" / f"select_w{scale:g}"
+                if not (sel_dir / "metrics.json").is_file():
+                    _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
+                            eval_dir=sel_dir, guidance_scale=scale, samples_per_class=args.samples_per_class,
+                            num_seeds=args.classifier_seeds, real_fractions=[0.0], seed=args.seed,
+                            test_split="val", select_on_val=False, **quick_classifier)  # fmt: skip
+                m = json.loads((sel_dir / "metrics.json").read_text())
+                sweep.setdefault(scale, {})["val_synthetic_only_accuracy"] = m["accuracy_synthetic_only_mean"]
+            w = max(args.select_guidance_scales, key=lambda s: sweep[s]["val_synthetic_only_accuracy"])
+        r |= {"guidance_scale": w, "val_sweep": sweep}
+
+        test_dir = run_dir / "eval" / "test"  # the final figures (FID, SSIM, noise, guidance sweep) on test
+        if not (test_dir / "metrics.json").is_file():
             _bundle("evaluate.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir, expert_ckpt=expert_ckpt,
-                    eval_dir=val_dir, reference_split="val", guidance_scale=w_val, **eval_sizes,
+                    eval_dir=test_dir, reference_split="test", guidance_scale=w, **eval_sizes,
                     guidance_scales=args.guidance_scales, sweep_samples_per_class=args.sweep_samples_per_class,
                     ood_dir=REPO / "data" / "cells_demo", seed=args.seed)  # fmt: skip
-        val = json.loads((val_dir / "metrics.json").read_text())
-        sweep = {w: {"fid": val.get(f"fid_w{w:g}"), "generation_accuracy": val.get(f"generation_accuracy_w{w:g}")}
-                 for w in args.guidance_scales}  # fmt: skip
-        w = recipe["guidance_scale"]
-        if w is None:
-            w = min((s for s in sweep if sweep[s]["fid"] is not None), key=lambda s: sweep[s]["fid"])
-        r |= {"guidance_scale": w, "val_sweep": sweep,
-              "val": {k: val.get(k) for k in ("fid", "kid_mean", "precision", "recall", "ssim_intra_synthetic",
-                                               "ssim_intra_real", "impulse_noise_synthetic", "impulse_noise_real",
-                                               "expert_accuracy_synthetic", "generation_accuracy_mean")}}  # fmt: skip
+        test = json.loads((test_dir / "metrics.json").read_text())
+        r["test_sweep"] = {w_: {"fid": test.get(f"fid_w{w_:g}"), "generation_accuracy":
+                                test.get(f"generation_accuracy_w{w_:g}")} for w_ in args.guidance_scales}  # fmt: skip
+        keys = ("fid", "kid_mean", "precision", "recall", "ssim_intra_synthetic", "ssim_intra_real",
+                "impulse_noise_synthetic", "impulse_noise_real", "expert_accuracy_real", "expert_accuracy_synthetic",
+                "generation_accuracy_mean", "generation_accuracy_std")  # fmt: skip
+        r["test"] = {k: test.get(k) for k in keys} | {
+            k: v for k, v in test.items() if k.startswith(("ssim_cross_", "fid_")) and "_w" not in k
+        }
 
         pre_dir = run_dir / "eval" / "pretraining"
         if not (pre_dir / "metrics.json").is_file():
@@ -267,7 +286,7 @@ def main() -> None:
             _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
                     eval_dir=pre_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
                     num_seeds=args.classifier_seeds, real_fractions=fractions, seed=args.seed,
-                    **quick_classifier)  # fmt: skip
+                    select_on_val=False, **quick_classifier)  # fmt: skip
         r["pretraining"] = json.loads((pre_dir / "metrics.json").read_text())
         diag = run_dir / "eval" / "diagnosis.json"
         if not diag.is_file():
@@ -279,10 +298,10 @@ def main() -> None:
               f"{r['pretraining']['accuracy_synthetic_only_std']:.3f}", flush=True)  # fmt: skip
 
     lines = [f"Expert (ResNet-18, real training split) test accuracy: {result['expert_test_accuracy']:.3f}", "",
-             "| recipe | iterations | train s | img/s | w | val FID | val gen. acc. | impulse noise (real floor) | "
+             "| recipe | iterations | train s | img/s | w | test FID | test gen. acc. | impulse noise (real floor) | "
              "synthetic-only ResNet-18 test ACC |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in result["recipes"].items():
-        t, v, p = r["training"], r["val"], r["pretraining"]
+        t, v, p = r["training"], r["test"], r["pretraining"]
         lines.append(
             f"| {name} | {t['iterations']} | {t['train_seconds']:.0f} | {t['images_per_second']:.0f} | "
             f"{r['guidance_scale']:g} | {v['fid']:.1f} | {v['generation_accuracy_mean']:.3f} | "
@@ -290,9 +309,16 @@ def main() -> None:
             f"{p['accuracy_synthetic_only_mean']:.3f} ± {p['accuracy_synthetic_only_std']:.3f} |"
         )
     for name, r in result["recipes"].items():
-        lines += ["", f"Guidance sweep on val, {name}:", "", "| w | FID | generation accuracy |", "|---:|---:|---:|"]
-        for w, s in r["val_sweep"].items():
-            lines.append(f"| {w:g} | {s['fid']:.1f} | {s['generation_accuracy']:.3f} |")
+        lines += ["", f"Guidance sweep, {name} (FID and expert generation accuracy on test; selection on val):", ""]
+        lines += [
+            "| w | test FID | test generation accuracy | synthetic-only ResNet-18 val ACC |",
+            "|---:|---:|---:|---:|",
+        ]
+        for w, s in sorted(r["test_sweep"].items()):
+            acc = r["val_sweep"].get(w, {}).get("val_synthetic_only_accuracy")
+            fid, gen = s.get("fid"), s.get("generation_accuracy")
+            cells = ["" if v is None else f"{v:{fmt}}" for v, fmt in ((fid, ".1f"), (gen, ".3f"), (acc, ".3f"))]
+            lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
         lines += ["", f"Noise diagnosis, {name}:", ""]
         lines += ["| sampler | images | impulse noise | pixels at ±1 (x0: outside) | s |", "|---|---:|---:|---:|---:|"]
         for d in r["diagnosis"]:
