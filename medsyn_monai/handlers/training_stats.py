@@ -22,11 +22,13 @@ class TrainingStatsHandler:
     Per iteration (every ``iteration_interval``): ``train/loss`` and ``train/lr``. Per epoch: the mean loss
     (``train/epoch_loss``), learning rate, wall time and images per second, logged to the console and appended to
     ``csv_path`` (columns ``epoch,iteration,mean_loss,lr,epoch_seconds,images_per_second``) so that a run can be
-    inspected without TensorBoard. Expects ``engine.state.output["loss"]`` (MONAI trainers) and the batch size from
-    ``engine.state.output["image"]``. Further scalar entries of the output named in ``extra_keys`` (e.g.
-    ``"loss_noise"``, ``"loss_align"`` of :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are
-    logged the same way: ``train/<key>`` per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV
-    column (NaN for an epoch in which the output never held the key).
+    inspected without TensorBoard. A run terminated inside an epoch (e.g. by
+    :class:`~medsyn_monai.handlers.TimeBudget`) logs that partial epoch too. Expects ``engine.state.output["loss"]``
+    (MONAI trainers) and the batch size from ``engine.state.output["image"]``. Further scalar entries of the output
+    named in ``extra_keys`` (e.g. ``"loss_noise"``, ``"loss_align"`` of
+    :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are logged the same way: ``train/<key>``
+    per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the
+    output never held the key).
 
     Args:
         optimizer: optimizer whose first parameter group's ``lr`` is logged.
@@ -61,6 +63,7 @@ class TrainingStatsHandler:
         self._count = 0
         self._images = 0
         self._t0 = 0.0
+        self._logged_epoch: int | None = None
 
     @property
     def lr(self) -> float:
@@ -70,6 +73,12 @@ class TrainingStatsHandler:
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+        engine.add_event_handler(Events.TERMINATE, self._terminated)
+
+    def _terminated(self, engine: Engine) -> None:
+        # a run stopped inside an epoch (e.g. by a time budget) still logs the iterations of that partial epoch
+        if self._count > 0 and self._logged_epoch != engine.state.epoch:
+            self._epoch_completed(engine)
 
     def _epoch_started(self, engine: Engine) -> None:
         self._loss_sum, self._count, self._images, self._t0 = 0.0, 0, 0, time.perf_counter()
@@ -98,6 +107,7 @@ class TrainingStatsHandler:
                 self.summary_writer.add_scalar(f"train/{key}", value, engine.state.iteration)
 
     def _epoch_completed(self, engine: Engine) -> None:
+        self._logged_epoch = engine.state.epoch
         seconds = time.perf_counter() - self._t0
         row = {
             "epoch": engine.state.epoch,
