@@ -43,6 +43,7 @@ CONDITIONS: dict[str, dict[str, object]] = {
     "baseline": {"feature_alignment": False},
     "aligned_noisy": {"feature_alignment": True, "expert_input": "noisy"},
     "aligned_clean": {"feature_alignment": True, "expert_input": "clean"},
+    "aligned_noisy_centered": {"feature_alignment": True, "expert_input": "noisy", "center_features": True},
     "aligned_repa": {
         "feature_alignment": True,
         "expert_input": "clean",

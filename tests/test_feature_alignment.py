@@ -215,3 +215,32 @@ def test_recorded_loss_feeds_noisy_or_clean_images(expert_input):
             net(xt, torch.tensor([1, 2]))
             with pytest.raises(ValueError, match="clean images"):
                 align.recorded_loss()
+
+
+def test_centering_removes_the_constant_bias_shortcut():
+    """A projection that outputs a constant vector (its bias) along the mean of the U-Net features makes the plain
+    cosine loss vanish without any per-image information; centred over the batch, that solution scores 1."""
+    torch.manual_seed(0)
+    common = torch.randn(8)
+    diffusion = common + 0.01 * torch.randn(4, 8)  # features dominated by a component shared by every image
+    images = torch.randn(4, 1, 16, 16)
+    plain = FeatureAlignmentLoss(RecordingExpert(), diffusion_dim=8)
+    centred = FeatureAlignmentLoss(RecordingExpert(), diffusion_dim=8, center=True)
+    for loss in (plain, centred):
+        with torch.no_grad():
+            loss.projection.weight.zero_()
+            loss.projection.bias.copy_(common)
+    assert plain(diffusion, images).item() < 1e-3
+    assert centred(diffusion, images).item() == pytest.approx(1.0, abs=1e-4)
+    # a projection that carries the per-image variation is rewarded by the centred loss
+    exact = FeatureAlignmentLoss(RecordingExpert(feature_dim=8), diffusion_dim=8, center=True,
+                                 direction="diffusion_to_expert")  # fmt: skip
+    with torch.no_grad():
+        exact.projection.weight.copy_(torch.eye(8))
+        exact.projection.bias.fill_(5.0)  # a constant offset does not matter once centred
+    expert_images = torch.randn(6, 1, 16, 16)
+    target = exact.expert_features(expert_images)
+    assert exact(target + 3.0, expert_images).item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):
+        centred(diffusion[:1], images[:1])
+    assert "center=True" in repr(centred)

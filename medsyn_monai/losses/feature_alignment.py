@@ -131,6 +131,11 @@ class FeatureAlignmentLoss(nn.Module):
         diffusion_dim: channels of the diffusion features (inferred from ``network`` when ``None``).
         expert_dim: length of the expert features (default ``expert.feature_dim``).
         hidden_dim: width of the MLP projection (default: the larger of the two dimensions).
+        center: subtract the batch mean from the projected and the target features before the cosine (a
+            correlation of the features across the batch). Without it (the seed method and REPA) a projection can
+            make the loss vanish with a constant output, its bias, pointing along the mean of the other features,
+            which carries no per-image information; with it only per-image variation counts. Needs batches of at
+            least 2 images.
 
     Raises:
         ValueError: unknown option, unknown ``module_name`` (the message lists valid names), missing dimensions,
@@ -163,6 +168,7 @@ class FeatureAlignmentLoss(nn.Module):
         diffusion_dim: int | None = None,
         expert_dim: int | None = None,
         hidden_dim: int | None = None,
+        center: bool = False,
     ) -> None:
         super().__init__()
         for value, enum, name in (
@@ -178,6 +184,7 @@ class FeatureAlignmentLoss(nn.Module):
         self.projection_type = AlignmentProjection(projection)
         self.direction = AlignmentDirection(direction)
         self.module_name = module_name
+        self.center = bool(center)
         # the expert lives outside the module tree: not in parameters(), state_dict() or train()
         object.__setattr__(self, "_expert", expert)
         expert.requires_grad_(False)
@@ -280,7 +287,8 @@ class FeatureAlignmentLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"module_name={self.module_name!r}, expert_input={self.expert_input.value!r}, "
-            f"direction={self.direction.value!r}, diffusion_dim={self.diffusion_dim}, expert_dim={self.expert_dim}"
+            f"direction={self.direction.value!r}, diffusion_dim={self.diffusion_dim}, expert_dim={self.expert_dim}, "
+            f"center={self.center}"
         )
 
     # ------------------------------------------------------------------ hooks
@@ -483,10 +491,14 @@ class FeatureAlignmentLoss(nn.Module):
             raise ValueError(f"{diff.shape[0]} diffusion feature vectors but {expert.shape[0]} expert images.")
         expert = expert.to(diff.device)
         if self.direction == AlignmentDirection.EXPERT_TO_DIFFUSION:
-            projected, target = self.projection(expert), diff
+            projected, target = self.projection(expert).float(), diff.float()
         else:
-            projected, target = self.projection(diff), expert
-        return (1.0 - F.cosine_similarity(projected.float(), target.float(), dim=1, eps=1e-8)).mean()
+            projected, target = self.projection(diff).float(), expert.float()
+        if self.center:
+            if projected.shape[0] < 2:
+                raise ValueError("center=True needs batches of at least 2 images (the batch mean is subtracted).")
+            projected, target = projected - projected.mean(0, keepdim=True), target - target.mean(0, keepdim=True)
+        return (1.0 - F.cosine_similarity(projected, target, dim=1, eps=1e-8)).mean()
 
     def recorded_loss(self, clean_images: torch.Tensor | None = None) -> torch.Tensor:
         """Alignment loss of the attached network's last forward pass, then forget the recorded tensors.
