@@ -231,3 +231,7 @@ def test_wrapper_needs_one_label_per_image():
         net(x, t)
     with pytest.raises(ValueError, match="3 class labels for a batch of 2"):
         net(x, t, class_labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"must be in \[0, 3\].*got \[0, 4\]"):  # 3 classes: 3 is the null label
+        net(x, t, class_labels=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match=r"got \[-1, 1\]"):
+        net(x, t, class_labels=torch.tensor([-1, 1]))

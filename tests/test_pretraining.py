@@ -95,6 +95,8 @@ def test_real_subset_is_stratified_and_seeded():
         ({"synthetic_data": [], "classifier_seeds": []}, "classifier_seeds"),
         ({"synthetic_data": [], "samples_per_class": [1]}, "samples_per_class"),
         ({"synthetic_data": [], "finetune_epochs": 0}, "finetune_epochs"),
+        ({"synthetic_data": [], "real_fractions": [0.1, 0.1000000001]}, "distinct"),
+        ({"generator": _Painter(), "samples_per_class": [3, 0]}, "without synthetic images"),
     ],
 )
 def test_bad_arguments(kwargs, match):

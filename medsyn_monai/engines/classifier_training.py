@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -152,6 +153,8 @@ def fit_classifier(
         def _select(engine: SupervisedTrainer) -> None:
             report = evaluate_classifier(network, val_loader, device, num_classes, class_names)
             score = float(report["balanced_accuracy"])
+            if not math.isfinite(score):  # undefined (e.g. an empty validation class): never the best epoch
+                return
             if best["score"] is None or score > best["score"]:
                 best.update(score=score, state=copy.deepcopy(network.state_dict()), epoch=engine.state.epoch)
 

@@ -145,6 +145,9 @@ class FewShotSetup:
                 f"the base model's null_class_label {self.base_null_class_label} is not its number of classes "
                 f"{len(base_names)}: only the 'null label last' convention is supported."
             )
+        instance_class = instance_class.strip()  # " nevus" from a command line is the class "nevus"
+        if isinstance(parent_class, str):
+            parent_class = parent_class.strip()
         self.instance_class = instance_class
         self.new_slot = instance_class not in self.base_class_names
         if parent_class is None:

@@ -12,7 +12,7 @@ import torch
 from medsyn_monai.engines.generation_accuracy import GenerationAccuracyEvaluator
 from medsyn_monai.metrics import frechet_distance
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
-from medsyn_monai.utils.io import write_json
+from medsyn_monai.utils.io import atomic_write, write_json
 
 __all__ = ["GuidanceSweep"]
 
@@ -88,6 +88,9 @@ class GuidanceSweep:
         scales = [float(w) for w in guidance_scales]
         if not scales or any(w < 0 for w in scales):
             raise ValueError(f"guidance_scales must be a non-empty list of values >= 0, got {list(guidance_scales)}.")
+        keys = [self.key(w) for w in scales]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"guidance_scales must be distinct (as metric names {keys}), got {list(guidance_scales)}.")
         if num_seeds < 1 or samples_per_class < 1:
             raise ValueError(f"num_seeds and samples_per_class must be >= 1, got {num_seeds}, {samples_per_class}.")
         if (real_images is None) != (feature_extractor is None):
@@ -176,7 +179,13 @@ class GuidanceSweep:
             "",
             f"{self.num_seeds} seed(s) x {self.samples_per_class} images per class and guidance scale; the expert's "
             "accuracy against the class each image was generated for (higher is better)"
-            + ("; FID against the real images on the expert's features (lower is better)." if has_fid else "."),
+            + (
+                "; FID against the real images on the expert's features (lower is better; computed on "
+                f"{self.num_seeds * self.samples_per_class * len(self.class_names)} images per scale, so biased "
+                "upwards by the small sets: compare scales with each other, not with the main FID)."
+                if has_fid
+                else "."
+            ),
             "",
             "| guidance scale w | generation accuracy | std over seeds |" + (" FID |" if has_fid else ""),
             "|---|---|---|" + ("---|" if has_fid else ""),
@@ -188,5 +197,6 @@ class GuidanceSweep:
                 f"{r['generation_accuracy_std']:.4g} |" + fid
             )
         lines += ["", *[f"![w = {r['guidance_scale']:g}](guidance_{self.key(r['guidance_scale'])}.png)" for r in rows]]
-        (out / "guidance_sweep.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text = "\n".join(lines) + "\n"
+        atomic_write(out / "guidance_sweep.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         self.logger.info(f"guidance sweep written to {out}")

@@ -148,13 +148,21 @@ class SyntheticPretrainingEvaluator:
                 f"{samples_per_class}."
             )
         self.samples_per_class = [int(c) for c in counts]
+        if generator is not None and class_weighted and 0 in self.samples_per_class:
+            raise ValueError(
+                f"samples_per_class {self.samples_per_class} leaves a class without synthetic images, which the "
+                "class-weighted loss cannot weigh: generate at least one image per class (or class_weighted=False)."
+            )
         self.generator_labels = list(range(num_classes)) if generator_labels is None else list(generator_labels)
         if len(self.generator_labels) != num_classes:
             raise ValueError(f"generator_labels has {len(self.generator_labels)} entries for {num_classes} classes.")
         fractions = [float(f) for f in real_fractions]
         if not fractions or any(not (0.0 <= f <= 1.0) or math.isnan(f) for f in fractions):
             raise ValueError(f"real_fractions must be a non-empty list of numbers in [0, 1], got {real_fractions}.")
-        self.real_fractions = list(dict.fromkeys(fractions))
+        names = [self.row_name(f, f == 0) for f in fractions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"real_fractions must be distinct (as row names {names}), got {list(real_fractions)}.")
+        self.real_fractions = fractions
         self.classifier_seeds = [int(s) for s in classifier_seeds]
         if not self.classifier_seeds:
             raise ValueError("classifier_seeds must name at least one seed.")

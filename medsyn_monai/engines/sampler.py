@@ -19,6 +19,11 @@ from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 __all__ = ["DiffusionSampler"]
 
 
+def _step_seed(seed: int) -> int:
+    """Seed of the stochastic sampling steps, a stream independent of the starting noise's ``seed``."""
+    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+
+
 class DiffusionSampler:
     """Load trained weights, sample ``num_samples`` images and save them (PNG, NIfTI, a grid and a CSV manifest).
 
@@ -171,7 +176,11 @@ class DiffusionSampler:
                     f"num_inference_steps={self.num_inference_steps} does not divide num_train_timesteps="
                     f"{train_steps}: DDIM samples degrade (measured in bundles/cell_ddpm/docs); use a divisor."
                 )
-        generator = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        base_seed = self.seed if seed is None else int(seed)
+        generator = torch.Generator().manual_seed(base_seed)  # the starting noise: drawn on the CPU, any device
+        # the noise of stochastic steps (DDPM, DDIM with eta > 0) is drawn where the network runs: a generator on
+        # that device, from its own seed stream
+        step_generator = torch.Generator(device=self.device).manual_seed(_step_seed(base_seed))
         batches = []
         for start in range(0, n, self.batch_size):
             m = min(self.batch_size, n - start)
@@ -186,7 +195,7 @@ class DiffusionSampler:
                 verbose=self.verbose if verbose is None else verbose,
                 class_labels=batch_labels,
                 guidance_scale=self.guidance_scale,
-                generator=generator,
+                generator=step_generator,
             )
             batches.append(images.clamp(-1, 1).float().cpu())  # type: ignore[union-attr]
             self.logger.info(f"sampled {start + m}/{n} images")

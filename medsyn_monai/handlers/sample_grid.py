@@ -105,7 +105,8 @@ class SampleGridHandler:
                 verbose=False,
                 class_labels=labels,
                 guidance_scale=self.guidance_scale,
-                generator=generator,
+                # stochastic steps (DDPM): a generator on the sampling device, seeded apart from the starting noise
+                generator=torch.Generator(device=noise.device).manual_seed(self.seed + 1),
             )
         finally:
             self.network.train(was_training)

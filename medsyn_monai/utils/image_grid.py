@@ -55,10 +55,12 @@ def make_grid(
 
 
 def save_grid_png(grid: np.ndarray, path: str | Path) -> Path:
-    """Write an ``(H, W, C)`` uint8 grid as PNG (grey for C = 1), creating parent folders."""
+    """Write an ``(H, W, C)`` uint8 grid as PNG (grey for C = 1) atomically, creating parent folders."""
     from PIL import Image
+
+    from medsyn_monai.utils.io import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
-    return path
+    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -164,7 +164,7 @@ class ClassConditionedDiffusionUNet(nn.Module):
             ``(B, out_channels, *spatial)`` prediction.
 
         Raises:
-            ValueError: when ``class_labels`` are missing or not one per image.
+            ValueError: when ``class_labels`` are missing, not one per image, or outside ``[0, num_classes]``.
         """
         if class_labels is None:
             raise ValueError(
@@ -174,6 +174,11 @@ class ClassConditionedDiffusionUNet(nn.Module):
         labels = torch.as_tensor(class_labels, device=x.device).long().reshape(-1)
         if labels.shape[0] != x.shape[0]:
             raise ValueError(f"got {labels.shape[0]} class labels for a batch of {x.shape[0]} images.")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.null_class_label):
+            raise ValueError(
+                f"class labels must be in [0, {self.null_class_label}] ({self.null_class_label} = the null label), got "
+                f"{sorted(set(labels.tolist()))}."
+            )
         if self.label_embedding is None:
             return self.backbone(x, timesteps, context=context, class_labels=labels)
         tokens = self.label_tokens(labels).to(dtype=x.dtype)
