@@ -257,6 +257,41 @@ def test_exponential_moving_average_handler():
         ExponentialMovingAverage(net, decay=1.0)
     with pytest.raises(ValueError, match="separate"):
         ExponentialMovingAverage(net, net)
+    with pytest.raises(ValueError, match="either warmup_iters"):
+        ExponentialMovingAverage(net, decay=0.99, warmup_iters=10, adaptive=True)
+
+
+def test_adaptive_ema_follows_the_iteration_and_resumes():
+    from ignite.engine import Engine
+
+    from medsyn_monai.handlers import ExponentialMovingAverage
+
+    net, holder = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, 0.0)
+    ema = ExponentialMovingAverage(net, holder, decay=0.999, adaptive=True)
+
+    def step(engine, batch):
+        with torch.no_grad():
+            net.weight.fill_(float(engine.state.iteration))  # the weights after iteration t are t
+
+    engine = Engine(step)
+    ema.attach(engine)
+    engine.run(range(30), max_epochs=1)
+    expected = 0.0
+    for t in range(1, 31):
+        d = min(0.999, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * t
+    assert holder.weight.item() == pytest.approx(expected, rel=1e-5)
+    # a resumed run continues the schedule from the restored iteration, not from its start
+    resumed = Engine(step)
+    ExponentialMovingAverage(net, holder, decay=0.999, adaptive=True).attach(resumed)
+    holder.weight.data.fill_(expected)
+    resumed.state.iteration, resumed.state.epoch = 30, 1
+    resumed.run(range(30), max_epochs=2)
+    for t in range(31, 61):
+        d = min(0.999, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * t
+    assert holder.weight.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_channel_mismatch_is_clear():
