@@ -174,7 +174,13 @@ class ClassConditionedDiffusionUNet(nn.Module):
         labels = torch.as_tensor(class_labels, device=x.device).long().reshape(-1)
         if labels.shape[0] != x.shape[0]:
             raise ValueError(f"got {labels.shape[0]} class labels for a batch of {x.shape[0]} images.")
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.null_class_label):
+        # the range check reads the labels on the host: skipped under torch.compile, where it would break the graph
+        # (an out-of-range label then still fails, in the embedding lookup)
+        if (
+            not torch.compiler.is_compiling()
+            and labels.numel()
+            and (int(labels.min()) < 0 or int(labels.max()) > self.null_class_label)
+        ):
             raise ValueError(
                 f"class labels must be in [0, {self.null_class_label}] ({self.null_class_label} = the null label), got "
                 f"{sorted(set(labels.tolist()))}."
