@@ -31,6 +31,7 @@ import csv
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -68,10 +69,10 @@ def _bundle(config: str, log: Path, **overrides: object) -> float:
     return time.perf_counter() - start
 
 
-def _mednist(out: Path) -> Path:
+def _mednist(data_dir: Path) -> Path:
     if not MEDNIST_ZIP.is_file():
         raise SystemExit(f"MedNIST not found at {MEDNIST_ZIP}; pass --dataset-dir with class folders instead.")
-    target = out / "mednist64"
+    target = data_dir / "mednist64"  # outside the repository: the shared data are never copied into the project
     if not target.is_dir():
         with zipfile.ZipFile(MEDNIST_ZIP) as z:
             z.extractall(target)
@@ -82,6 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset-dir", type=Path, default=None, help="class folders (default: MedNIST 6 classes)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/alignment_study"))
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "medsyn_monai_data",
+                        help="where MedNIST is unzipped (outside the repository)")  # fmt: skip
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--stages", type=int, nargs="+", default=[4, 8, 16], help="epochs at which to evaluate")
     parser.add_argument("--conditions", nargs="+", default=["baseline", "aligned_noisy", "aligned_clean"])
@@ -99,7 +102,7 @@ def main() -> None:
 
     out = args.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = (args.dataset_dir or _mednist(out)).resolve()
+    data = (args.dataset_dir or _mednist(args.data_dir)).resolve()
     log = out / "study.log"
     common = {"dataset_dir": data, "image_size": args.image_size, "seed": args.seed}
     experts = {"align": (args.align_expert, args.seed), "eval": (args.eval_expert, args.seed + 1)}

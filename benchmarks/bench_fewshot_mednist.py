@@ -6,7 +6,8 @@ Runs the real configs of ``bundles/derm_dreambooth`` through ``monai.bundle`` on
    ``CXR``, ``MRBrain``, ``MRBreast``); ``CTHead`` is held out as the "rare" class.
 2. ``train_fewshot.json`` twice from that base model, on ``--num-instance`` ``CTHead`` images (a new class slot,
    initialised from ``--parent-class``): with DreamBooth's prior preservation (100 images of the parent class generated
-   by the base model, prior weight 1) and without it (``--with_prior_preservation false``), same budget.
+   by the base model, prior weight 1) and without it (``--with_prior_preservation false``), same budget (the same
+   iterations per epoch: ``num_repeats`` follows ``num_class_images`` in both).
 3. For every model, ``--samples-per-class`` images of each of its classes (DDIM-50, guidance 2, identical noise), each
    classified by an independent judge: a DenseNet-121 trained on all six real MedNIST classes
    (``train_expert.json`` of ``cell_ddpm`` at the same size, not on any synthetic image). Reported per model:
@@ -28,6 +29,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -56,15 +58,15 @@ def _bundle(config: Path, log: Path, **overrides: Any) -> float:
     return time.perf_counter() - start
 
 
-def _data(out: Path, num_instance: int) -> tuple[Path, Path, Path]:
+def _data(data_dir: Path, num_instance: int) -> tuple[Path, Path, Path]:
     """MedNIST unzipped (all six classes), the five base classes, and the few instance images of the rare class."""
     if not MEDNIST_ZIP.is_file():
         raise SystemExit(f"MedNIST not found at {MEDNIST_ZIP}.")
-    full = out / "mednist64"
+    full = data_dir / "mednist64"  # outside the repository: the shared data are never copied into the project
     if not full.is_dir():
         with zipfile.ZipFile(MEDNIST_ZIP) as z:
             z.extractall(full)
-    base, instance = out / "base_classes", out / "instance"
+    base, instance = data_dir / "mednist64_base_classes", data_dir / f"mednist64_{RARE}_{num_instance}"
     if not base.is_dir():
         for cls in sorted(p.name for p in full.iterdir() if p.is_dir() and p.name != RARE):
             shutil.copytree(full / cls, base / cls)
@@ -122,6 +124,8 @@ def _score(models_dir: Path, judge_dir: Path, per_class: int, seed: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output-dir", type=Path, default=Path("runs/fewshot_mednist"))
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "medsyn_monai_data",
+                        help="where MedNIST is unzipped (outside the repository)")  # fmt: skip
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--base-epochs", type=int, default=40)
     parser.add_argument("--fewshot-epochs", type=int, default=10)
@@ -134,7 +138,7 @@ def main() -> None:
     out = args.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "study.log"
-    full, base_data, instance = _data(out, args.num_instance)
+    full, base_data, instance = _data(args.data_dir, args.num_instance)
     common = {"image_size": args.image_size, "in_channels": 1, "seed": args.seed}
     judge_dir = out / "judge" / "models" / "expert"
     if not (judge_dir / "best_model.pt").is_file():

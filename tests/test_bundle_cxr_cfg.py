@@ -62,6 +62,10 @@ def test_defaults():
     assert infer["num_samples_per_class"] is None and infer["class_labels"] is None
     assert expert["expert_network"] == "resnet18"
     assert ev["guidance_scales"] == [0.0, 1.0, 3.0, 5.0] and ev["ood_dir"] == "data/cells_demo"
+    # the measured PneumoniaMNIST recipe (docs): v-prediction, EMA 0.995 with a linear warm-up, w = 1 for pre-training
+    assert train["prediction_type"] == "v_prediction" and train["ema_decay"] == 0.995 and train["ema_adaptive"] is False
+    pretraining = ConfigParser.load_config_file(str(CONFIGS / "evaluate_pretraining.json"))
+    assert pretraining["guidance_scale"] == 1.0 and pretraining["samples_per_class"] == 500
 
 
 def test_check_properties_and_metadata(tmp_path, tiny_cxr):

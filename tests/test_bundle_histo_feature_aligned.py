@@ -157,3 +157,31 @@ def test_baseline_and_alignment_options(tmp_path, tiny_histo, expert_ckpt):
     with pytest.raises(Exception, match="from_expert_checkpoint") as error:
         _run("train", **common, output_dir=str(tmp_path / "no_expert"))
     assert "train_expert.json" in str(error.value.__cause__)
+
+
+def test_fewshot_with_and_without_prior_preservation_same_budget(tmp_path, tiny_histo):
+    """train_fewshot.json from a baseline model on two 'tumour' tiles: with prior preservation (generated parent-class
+    images, mixed batches) and without it, the same iterations per epoch; the fine-tuned model samples."""
+    base = tmp_path / "base"
+    _run("train", dataset_dir=str(tiny_histo), output_dir=str(base), **SPLIT, **TINY, feature_alignment=False)
+    fewshot = {"instance_dir": str(tiny_histo / "tumour"), "max_instance_images": 2, "num_class_images": 4,
+               "prior_batch_size": 4, "prior_inference_steps": 2, "batch_size": 2, "max_epochs": 1, "warmup_steps": 1,
+               "num_inference_steps": 2, "num_grid_samples": 4, "cpu_bf16": False}  # fmt: skip
+    iterations = {}
+    for prior in (True, False):
+        run = tmp_path / f"prior_{prior}"
+        (run / "models").mkdir(parents=True)
+        for name in ("model.pt", "model_info.json"):
+            (run / "models" / name).write_bytes((base / "models" / name).read_bytes())
+        _run("train_fewshot", output_dir=str(run), with_prior_preservation=str(prior).lower(), **fewshot)
+        fs = run / "models" / "fewshot"
+        info = json.loads((fs / "model_info.json").read_text())
+        assert info["fewshot"]["with_prior_preservation"] is prior and info["fewshot"]["num_instance_images"] == 2
+        assert info["class_names"] == list(HISTO_DEMO_CLASSES)  # 'tumour' is an existing class: no new slot
+        prior_pngs = sorted((run / "prior_images" / "tumour").glob("prior_*.png"))
+        assert len(prior_pngs) == (4 if prior else 0)
+        iterations[prior] = torch.load(fs / "checkpoint.pt", weights_only=False)["trainer"]["iteration"]
+        _run("inference", output_dir=str(run), ckpt_path=str(fs / "model.pt"), num_samples=8, num_inference_steps=2)
+        assert len(list((run / "samples").glob("sample_*.png"))) == 8
+    # num_repeats = ceil(4 prior images / 2 instance images) = 2 in both runs: 4 pairs per epoch, batches of 2
+    assert iterations == {True: 2, False: 2}
