@@ -245,6 +245,16 @@ def main() -> None:
                               "expert_test_accuracy": expert_test["accuracy"], "recipes": {}}  # fmt: skip
     real_test = _real_test(args.dataset_dir)
 
+    def pretraining(run_dir: Path, eval_dir: Path, w: float, seeds: int, fractions: list[float],
+                    test_split: str = "test") -> dict[str, Any]:  # fmt: skip
+        """evaluate_pretraining.json (last epoch, no selection on real data) into eval_dir, unless done; its metrics."""
+        if not (eval_dir / "metrics.json").is_file():
+            _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
+                    eval_dir=eval_dir, guidance_scale=w, samples_per_class=args.samples_per_class, num_seeds=seeds,
+                    real_fractions=fractions, seed=args.seed, test_split=test_split, select_on_val=False,
+                    **quick_classifier)  # fmt: skip
+        return json.loads((eval_dir / "metrics.json").read_text())
+
     for name in args.recipes:
         recipe = RECIPES[name]
         run_dir = out / name
@@ -261,12 +271,7 @@ def main() -> None:
         if w is None:  # the guidance scale whose synthetic-only classifiers score best on the real val split
             for scale in args.select_guidance_scales:
                 sel_dir = run_dir / "eval" / f"select_w{scale:g}"
-                if not (sel_dir / "metrics.json").is_file():
-                    _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
-                            eval_dir=sel_dir, guidance_scale=scale, samples_per_class=args.samples_per_class,
-                            num_seeds=args.classifier_seeds, real_fractions=[0.0], seed=args.seed,
-                            test_split="val", select_on_val=False, **quick_classifier)  # fmt: skip
-                m = json.loads((sel_dir / "metrics.json").read_text())
+                m = pretraining(run_dir, sel_dir, scale, args.classifier_seeds, [0.0], test_split="val")
                 sweep.setdefault(scale, {})["val_synthetic_only_accuracy"] = m["accuracy_synthetic_only_mean"]
             w = max(args.select_guidance_scales, key=lambda s: sweep[s]["val_synthetic_only_accuracy"])
         r |= {"guidance_scale": w, "val_sweep": sweep}
@@ -287,29 +292,16 @@ def main() -> None:
             k: v for k, v in test.items() if k.startswith(("ssim_cross_", "fid_")) and "_w" not in k
         }
 
-        pre_dir = run_dir / "eval" / "pretraining"
-        if not (pre_dir / "metrics.json").is_file():
-            fractions = [1.0, 0.1, 0.0] if name == "default" else [0.0]
-            _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
-                    eval_dir=pre_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
-                    num_seeds=args.classifier_seeds, real_fractions=fractions, seed=args.seed,
-                    select_on_val=False, **quick_classifier)  # fmt: skip
-        r["pretraining"] = json.loads((pre_dir / "metrics.json").read_text())
+        fractions = [1.0, 0.1, 0.0] if name == "default" else [0.0]
+        r["pretraining"] = pretraining(run_dir, run_dir / "eval" / "pretraining", w, args.classifier_seeds, fractions)
         r["confirm"] = None
         if args.confirm_seeds > 0:  # the synthetic-only score again with more classifier seeds (a tighter mean)
             confirm_dir = run_dir / "eval" / f"pretraining_{args.confirm_seeds}seeds"
-            if not (confirm_dir / "metrics.json").is_file():
-                _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
-                        eval_dir=confirm_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
-                        num_seeds=args.confirm_seeds, real_fractions=[0.0], seed=args.seed, select_on_val=False,
-                        **quick_classifier)  # fmt: skip
-            r["confirm"] = json.loads((confirm_dir / "metrics.json").read_text())
+            r["confirm"] = pretraining(run_dir, confirm_dir, w, args.confirm_seeds, [0.0])
         diag = run_dir / "eval" / "diagnosis.json"
-        if not diag.is_file() and args.no_diagnosis:
-            diag = None
-        elif not diag.is_file():
+        if not diag.is_file() and not args.no_diagnosis:
             diag.write_text(json.dumps(_diagnose(run_dir, real_test, args.diagnosis_samples_per_class, args.seed)))
-        r["diagnosis"] = json.loads(diag.read_text()) if diag is not None else []
+        r["diagnosis"] = json.loads(diag.read_text()) if diag.is_file() else []
         result["recipes"][name] = r
         print(f"{name}: synthetic-only ResNet-18 test accuracy "
               f"{r['pretraining']['accuracy_synthetic_only_mean']:.3f} ± "
