@@ -105,7 +105,7 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
     """Impulse-noise rate of the same noise sampled with sampler variants (see the module docstring)."""
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-    from medsyn_monai.engines import DiffusionSampler
+    from medsyn_monai.apps.generation import DiffusionSampler
     from medsyn_monai.inferers import ConditionalDiffusionInferer
     from medsyn_monai.metrics import impulse_noise_rate
     from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet

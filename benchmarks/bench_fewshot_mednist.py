@@ -82,7 +82,7 @@ def _score(models_dir: Path, judge_dir: Path, per_class: int, seed: int) -> dict
     """Sample every class of the model at models_dir; the judge's accuracy per class (by class name)."""
     from monai.networks.schedulers import DDIMScheduler
 
-    from medsyn_monai.engines import DiffusionSampler
+    from medsyn_monai.apps.generation import DiffusionSampler
     from medsyn_monai.inferers import ConditionalDiffusionInferer
     from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet, ExpertClassifier
     from medsyn_monai.utils import load_model_info

@@ -27,7 +27,7 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from monai.networks.schedulers import DDIMScheduler
 
-from medsyn_monai.data.demo import create_demo
+from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.networks.nets import LightweightDiffusionUNet
 

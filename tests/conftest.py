@@ -19,7 +19,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_ct_demo(tmp_path_factory) -> Path:
     """A small synthetic CT demo collection (DICOM series in two class folders)."""
-    from medsyn_monai.data.demo import create_ct_demo
+    from medsyn_monai.apps.demo.ct import create_ct_demo
 
     root = tmp_path_factory.mktemp("ct_demo") / "demo"
     create_ct_demo(root, num_cases=8, num_slices=4, size=64)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsyn_monai.engines import AblationRunner
+from medsyn_monai.apps.evaluation import AblationStudy
 from medsyn_monai.networks.nets import FeatureExtractor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "ct_lightweight" / "configs"
@@ -17,7 +17,7 @@ def _runner(tmp_path, demo, **kwargs):
     fx = FeatureExtractor(torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3), torch.nn.ReLU()))
     common = {"dataset_dir": str(demo), "max_epochs": 1, "image_size": 16, "channels": [8, 16], "batch_size": 8,
               "sample_interval": 0, "cpu_bf16": False}  # fmt: skip
-    return AblationRunner(CONFIGS / "train.json", CONFIGS / "inference.json", {"T250": {"num_train_timesteps": 250}},
+    return AblationStudy(CONFIGS / "train.json", CONFIGS / "inference.json", {"T250": {"num_train_timesteps": 250}},
                           [0], torch.rand(12, 1, 16, 16) * 2 - 1, fx, tmp_path / "abl", common_overrides=common,
                           num_samples=12, **kwargs)  # fmt: skip
 
@@ -45,6 +45,6 @@ def test_bad_arguments(tmp_path, tiny_ct_demo):
     with pytest.raises(ValueError, match="sampling_steps"):
         _runner(tmp_path, tiny_ct_demo, sampling_steps=[0])
     with pytest.raises(ValueError, match="variants"):
-        AblationRunner("t", "i", {}, [0], torch.zeros(2, 1, 4, 4), None, tmp_path)
+        AblationStudy("t", "i", {}, [0], torch.zeros(2, 1, 4, 4), None, tmp_path)
     with pytest.raises(ValueError, match="seeds"):
-        AblationRunner("t", "i", {"a": {}}, [], torch.zeros(2, 1, 4, 4), None, tmp_path)
+        AblationStudy("t", "i", {"a": {}}, [], torch.zeros(2, 1, 4, 4), None, tmp_path)

@@ -10,7 +10,7 @@ import torch
 from monai.bundle import run as bundle_run
 from PIL import Image
 
-from medsyn_monai.data.demo import create_demo
+from medsyn_monai.apps.demo import create_demo
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "cell_ddpm" / "configs"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from monai.bundle import run as bundle_run
 
-from medsyn_monai.data.demo import create_demo
+from medsyn_monai.apps.demo import create_demo
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "cell_ddpm" / "configs"
 

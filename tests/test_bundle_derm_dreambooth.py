@@ -14,7 +14,7 @@ from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 from PIL import Image
 
-from medsyn_monai.data.demo_derm import create_derm_demo
+from medsyn_monai.apps.demo.derm import create_derm_demo
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "derm_dreambooth" / "configs"
@@ -164,7 +164,7 @@ def test_fewshot_existing_class_with_feature_alignment_and_evaluation(base, tmp_
 def test_histo_feature_aligned_fewshot(tmp_path):
     """The same few-shot config in the histo_feature_aligned bundle (grey, 8 classes): an existing class from a few
     of its images (``max_instance_images``), feature alignment following the base model (off here)."""
-    from medsyn_monai.data.demo import create_demo
+    from medsyn_monai.apps.demo import create_demo
 
     configs = REPO / "bundles" / "histo_feature_aligned" / "configs"
     if not (configs / "train.json").is_file():

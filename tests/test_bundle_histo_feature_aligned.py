@@ -13,8 +13,8 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medsyn_monai.data.demo import create_demo
-from medsyn_monai.data.demo_histo import HISTO_DEMO_CLASSES
+from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.apps.demo.histo import HISTO_DEMO_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "histo_feature_aligned" / "configs"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import random
-import sys
-import types
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -344,24 +342,6 @@ def test_npz_unknown_label(tmp_path):
     assert "m.npz:train_images[2]: unknown label 2" in str(info.value)
     col = ImageCollection(tmp_path, class_names=["a", "b"], skip_bad_files=True)
     assert len(col) == 8 and {r["label"] for r in col.records} == {0, 1}
-
-
-def test_demo_written_when_root_absent(tmp_path, monkeypatch):
-    calls = []
-
-    def create_demo(kind, root, **kwargs):  # stands in for medsyn_monai.data.demo, owned by another module
-        calls.append((kind, Path(root)))
-        make_pngs(Path(root) / "x", 3)
-        make_pngs(Path(root) / "y", 3)
-        return Path(root)
-
-    module = types.ModuleType("medsyn_monai.data.demo")
-    module.create_demo = create_demo
-    monkeypatch.setitem(sys.modules, "medsyn_monai.data.demo", module)
-    col = ImageCollection(tmp_path / "new", demo="ct")
-    assert calls == [("ct", tmp_path / "new")] and col.class_names == ["x", "y"] and len(col) == 6
-    ImageCollection(tmp_path / "new", demo="ct")  # not empty any more: no second call
-    assert len(calls) == 1
 
 
 def test_dicom_without_geometry_are_single_images(tmp_path):

@@ -155,8 +155,9 @@ def test_loading_speed_24_series(tmp_path):
 
 
 def test_real_ct_demo_end_to_end(tmp_path):
-    pytest.importorskip("medsyn_monai.data.demo", reason="medsyn_monai.data.demo is not available")
-    col = ImageCollection(tmp_path / "ct", demo="ct", val_fraction=0.1, test_fraction=0.1)
+    from medsyn_monai.apps.demo import create_demo
+
+    col = ImageCollection(create_demo("ct", tmp_path / "ct"), val_fraction=0.1, test_fraction=0.1)
     assert col.layout == "class_folders" and col.labelled and col.num_classes == 2
     assert all(r["source_format"] == "dicom_series" for r in col.records)
     train = col.data("train")

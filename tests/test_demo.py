@@ -1,4 +1,4 @@
-"""Tests of :mod:`medsyn_monai.data.demo`: the synthetic CT demo collection written as DICOM series."""
+"""Tests of :mod:`medsyn_monai.apps.demo.ct`: the synthetic CT demo collection written as DICOM series."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from medsyn_monai.data import demo as demo_module
-from medsyn_monai.data.demo import (
+from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.apps.demo import ct as demo_module
+from medsyn_monai.apps.demo.ct import (
     CT_PHANTOM_LABELS,
     CTPhantomParams,
     create_ct_demo,
-    create_demo,
     ct_demo_case_classes,
     ct_phantom_slice,
     ct_phantom_volume,

@@ -1,4 +1,4 @@
-"""Tests of :mod:`medsyn_monai.data.demo_cells`: the synthetic cell-microscopy demo written as RGB PNG files."""
+"""Tests of :mod:`medsyn_monai.apps.demo.cells`: the synthetic cell-microscopy demo written as RGB PNG files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.apps.demo.cells import CELLS_DEMO_CLASSES, CELLS_DEMO_VERSION, cells_phantom, create_cells_demo
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
-from medsyn_monai.data.demo import create_demo
-from medsyn_monai.data.demo_cells import CELLS_DEMO_CLASSES, CELLS_DEMO_VERSION, cells_phantom, create_cells_demo
 
 SMALL = {"num_per_class": 12, "size": 64, "seed": 5}
 

@@ -1,4 +1,4 @@
-"""Tests of :mod:`medsyn_monai.data.demo_cxr`: the synthetic chest-radiograph phantom written as grey PNG files."""
+"""Tests of :mod:`medsyn_monai.apps.demo.cxr`: the synthetic chest-radiograph phantom written as grey PNG files."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medsyn_monai.apps.demo import create_demo, prepare_demo
+from medsyn_monai.apps.demo.cxr import CXR_DEMO_CLASSES, CXR_DEMO_VERSION, create_cxr_demo, cxr_phantom
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
-from medsyn_monai.data.demo import create_demo
-from medsyn_monai.data.demo_cxr import CXR_DEMO_CLASSES, CXR_DEMO_VERSION, create_cxr_demo, cxr_phantom
 
 SMALL = {"num_per_class": 10, "size": 64, "seed": 3}
 
@@ -104,10 +104,10 @@ def test_determinism_and_independence_of_count(tmp_path: Path, small_demo: Path)
         create_cxr_demo(tmp_path / "again", **{**SMALL, "seed": 9})
 
 
-def test_default_demo_written_by_image_collection_within_budget(tmp_path: Path):
-    """``ImageCollection(..., demo="cxr")`` writes the default demo into an absent dataset_dir, in < 10 s."""
+def test_default_demo_written_by_prepare_demo_within_budget(tmp_path: Path):
+    """``prepare_demo("cxr", ...)`` writes the default demo into an absent dataset_dir, in < 10 s."""
     start = time.perf_counter()
-    collection = ImageCollection(tmp_path / "auto", demo="cxr")
+    collection = ImageCollection(prepare_demo("cxr", tmp_path / "auto", tmp_path / "auto"))
     elapsed = time.perf_counter() - start
     assert elapsed < 10.0, f"default cxr demo took {elapsed:.1f} s"
     assert collection.class_names == ["normal", "pneumonia"] and len(collection) == 400

@@ -1,4 +1,4 @@
-"""Tests of :mod:`medsyn_monai.data.demo_derm`: the synthetic dermoscopy-like demo (lesion classes + instance)."""
+"""Tests of :mod:`medsyn_monai.apps.demo.derm`: the synthetic dermoscopy-like demo (lesion classes + instance)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from medsyn_monai.data import ImageCollection, LoadMedicalImage
-from medsyn_monai.data.demo import create_demo
-from medsyn_monai.data.demo_derm import (
+from medsyn_monai.apps.demo import create_demo, prepare_demo
+from medsyn_monai.apps.demo.derm import (
     DERM_DEMO_CLASSES,
     DERM_DEMO_INSTANCE,
     DERM_DEMO_VERSION,
     create_derm_demo,
     derm_phantom,
-    prepare_derm_demo,
 )
+from medsyn_monai.data import ImageCollection, LoadMedicalImage
 
 SMALL = {"num_per_class": 6, "num_instance": 3, "size": 64, "seed": 3}
 
@@ -123,11 +122,11 @@ def test_idempotent_and_create_demo_dispatch(small_demo: Path, tmp_path: Path):
     assert _snapshot(other) == before
 
 
-def test_prepare_derm_demo(tmp_path: Path):
+def test_prepare_demo(tmp_path: Path):
     demo = tmp_path / "derm_demo"
     elsewhere = tmp_path / "real"
-    assert prepare_derm_demo(elsewhere, demo) == str(elsewhere) and not demo.exists()
-    out = prepare_derm_demo(demo / "lesions", demo, num_per_class=2, num_instance=1, size=32)
+    assert prepare_demo("derm", elsewhere, demo) == str(elsewhere) and not demo.exists()
+    out = prepare_demo("derm", demo / "lesions", demo, num_per_class=2, num_instance=1, size=32)
     assert out == str(demo / "lesions") and len(list((demo / "lesions").rglob("*.png"))) == 4
     assert len(list((demo / "instance").glob("*.png"))) == 1
 

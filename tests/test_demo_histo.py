@@ -1,4 +1,4 @@
-"""Tests of :mod:`medsyn_monai.data.demo_histo`: the synthetic histology-like texture demo (grey PNG tiles)."""
+"""Tests of :mod:`medsyn_monai.apps.demo.histo`: the synthetic histology-like texture demo (grey PNG tiles)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.apps.demo.histo import HISTO_DEMO_CLASSES, HISTO_DEMO_VERSION, create_histo_demo, histo_phantom
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
-from medsyn_monai.data.demo import create_demo
-from medsyn_monai.data.demo_histo import HISTO_DEMO_CLASSES, HISTO_DEMO_VERSION, create_histo_demo, histo_phantom
 
 SMALL = {"num_per_class": 6, "size": 64, "seed": 2}
 

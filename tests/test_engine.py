@@ -9,7 +9,8 @@ from ignite.engine import Events
 from ignite.handlers import EMAHandler
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionSampler, DiffusionTrainer
+from medsyn_monai.apps.generation import DiffusionSampler
+from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionTrainer
 from medsyn_monai.handlers import AtomicCheckpoint, SampleGridHandler, TrainingStatsHandler
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.losses import DiffusionLoss

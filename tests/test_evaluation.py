@@ -1,4 +1,4 @@
-"""SyntheticImageEvaluator: known answers on tiny blob images, report files and input validation."""
+"""SyntheticImageStudy: known answers on tiny blob images, report files and input validation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from medsyn_monai.engines.evaluation import SyntheticImageEvaluator
+from medsyn_monai.apps.evaluation.synthetic_images import SyntheticImageStudy
 from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
 from medsyn_monai.visualize import save_histogram_png
 
@@ -78,8 +78,8 @@ def shifted(real) -> torch.Tensor:
 
 def test_identical_and_shifted_sets_known_answers(real, extractor, shifted):
     images, _ = real
-    same = SyntheticImageEvaluator(images, images.clone(), feature_extractor=extractor, **FAST).run()
-    moved = SyntheticImageEvaluator(images, shifted, feature_extractor=extractor, **FAST).run()
+    same = SyntheticImageStudy(images, images.clone(), feature_extractor=extractor, **FAST).run()
+    moved = SyntheticImageStudy(images, shifted, feature_extractor=extractor, **FAST).run()
 
     assert same["num_real"] == same["num_synthetic"] == 60
     assert same["fid"] < 1e-6
@@ -100,7 +100,7 @@ def test_identical_and_shifted_sets_known_answers(real, extractor, shifted):
 
 def test_without_feature_extractor_no_feature_metrics(real):
     images, _ = real
-    metrics = SyntheticImageEvaluator(images, images.clone(), ssim_pairs=20).run()
+    metrics = SyntheticImageStudy(images, images.clone(), ssim_pairs=20).run()
     assert not {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"} & set(metrics)
     assert {"ssim_intra_real", "ssim_intra_synthetic", "chi2_intensity", "chi2_pvalue", "kl_divergence"} <= set(metrics)
 
@@ -109,7 +109,7 @@ def test_oracle_and_constant_expert(real):
     images, labels = real
     synthetic, synthetic_labels = blob_images(30, seed=7)  # other images, same class frequencies (1/3 each)
     names = ["low", "mid", "high"]
-    oracle = SyntheticImageEvaluator(
+    oracle = SyntheticImageStudy(
         images, synthetic, labels, synthetic_labels, class_names=names, expert=MeanOracle(), **FAST
     ).run()
     assert oracle["expert_accuracy_real"] == 1.0
@@ -117,7 +117,7 @@ def test_oracle_and_constant_expert(real):
     assert oracle["chi2_class_pvalue"] > 0.5
     assert oracle["kl_class"] == pytest.approx(0.0, abs=1e-9)
 
-    constant = SyntheticImageEvaluator(
+    constant = SyntheticImageStudy(
         images, synthetic, labels, synthetic_labels, class_names=names, expert=ConstantExpert(), **FAST
     ).run()
     assert constant["expert_accuracy_real"] == pytest.approx(1 / 3)
@@ -128,7 +128,7 @@ def test_oracle_and_constant_expert(real):
 
 def test_expert_without_synthetic_labels_and_class_count_from_logits(real):
     images, labels = real
-    metrics = SyntheticImageEvaluator(images, images.clone(), real_labels=labels, expert=MeanOracle(), **FAST).run()
+    metrics = SyntheticImageStudy(images, images.clone(), real_labels=labels, expert=MeanOracle(), **FAST).run()
     assert metrics["expert_accuracy_real"] == 1.0
     assert "expert_accuracy_synthetic" not in metrics  # no labels for the synthetic images
     assert metrics["chi2_class_pvalue"] == pytest.approx(1.0)  # oracle predictions on a copy match the labels
@@ -141,7 +141,7 @@ def test_ssim_intra_identical_images_and_per_class_keys(real):
     identical_labels = torch.tensor([0] * 5 + [1] * 5)
     synthetic, synthetic_labels = blob_images(12, seed=4)
     synthetic_labels = synthetic_labels % 2
-    metrics = SyntheticImageEvaluator(
+    metrics = SyntheticImageStudy(
         identical, synthetic, identical_labels, synthetic_labels, class_names=["a", "b"], ssim_pairs=50
     ).run()
     assert metrics["ssim_intra_real_a"] == pytest.approx(1.0, abs=1e-6)
@@ -151,7 +151,7 @@ def test_ssim_intra_identical_images_and_per_class_keys(real):
     assert all(v < 0.9 for v in per_class)
     assert metrics["ssim_intra_synthetic"] == pytest.approx(float(np.mean(per_class)))
 
-    whole = SyntheticImageEvaluator(identical, synthetic, ssim_pairs=50).run()
+    whole = SyntheticImageStudy(identical, synthetic, ssim_pairs=50).run()
     assert whole["ssim_intra_real"] < 0.9  # pairs across the two templates are not identical
     assert not any(k.startswith("ssim_intra_real_") for k in whole)
 
@@ -159,7 +159,7 @@ def test_ssim_intra_identical_images_and_per_class_keys(real):
 def test_class_with_one_image_gives_none(real):
     images, _ = blob_images(7, seed=5)
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 2])
-    metrics = SyntheticImageEvaluator(images, images.clone(), labels, labels, ssim_pairs=20).run()
+    metrics = SyntheticImageStudy(images, images.clone(), labels, labels, ssim_pairs=20).run()
     assert metrics["ssim_intra_real_2"] is None and metrics["ssim_intra_synthetic_2"] is None
     assert metrics["ssim_intra_real"] == pytest.approx(
         np.mean([metrics["ssim_intra_real_0"], metrics["ssim_intra_real_1"]])
@@ -171,7 +171,7 @@ def test_reference_sets_cross_table(real, extractor):
     images, _ = real
     noise = torch.rand(20, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(9)) * 2 - 1
     refs = {"real_train": blob_images(40, seed=11)[0], "ood": noise}
-    metrics = SyntheticImageEvaluator(
+    metrics = SyntheticImageStudy(
         images, images.clone(), feature_extractor=extractor, reference_sets=refs, **FAST
     ).run()
     expected = {
@@ -188,7 +188,7 @@ def test_reference_sets_cross_table(real, extractor):
     assert metrics["ssim_cross_real_vs_real_train"] > 10 * abs(metrics["ssim_cross_real_vs_ood"])
     assert metrics["fid_real_train"] < metrics["fid_ood"]
 
-    no_features = SyntheticImageEvaluator(images, images.clone(), reference_sets=refs, ssim_pairs=20).run()
+    no_features = SyntheticImageStudy(images, images.clone(), reference_sets=refs, ssim_pairs=20).run()
     assert "ssim_cross_real_vs_ood" in no_features and "fid_ood" not in no_features
 
 
@@ -199,7 +199,7 @@ def test_files_written(real, extractor, tmp_path):
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("not deleted")
     refs = {"real_train": blob_images(20, seed=11)[0]}
-    metrics = SyntheticImageEvaluator(
+    metrics = SyntheticImageStudy(
         images,
         synthetic,
         labels,
@@ -251,7 +251,7 @@ def test_files_written(real, extractor, tmp_path):
 
 def test_report_interprets_significant_difference(real, shifted, tmp_path):
     images, _ = real
-    SyntheticImageEvaluator(images, shifted, output_dir=tmp_path, ssim_pairs=20).run()
+    SyntheticImageStudy(images, shifted, output_dir=tmp_path, ssim_pairs=20).run()
     report = (tmp_path / "report.md").read_text()
     assert "< 0.05: the intensity distributions of real and synthetic images differ significantly" in report
     assert "No feature extractor was given" in report
@@ -284,23 +284,23 @@ def test_bad_inputs(change, message):
     kwargs = {"real_images": torch.zeros(8, 1, SIZE, SIZE), "synthetic_images": torch.zeros(8, 1, SIZE, SIZE)}
     kwargs.update(change)
     with pytest.raises(ValueError, match=message):
-        SyntheticImageEvaluator(**kwargs)
+        SyntheticImageStudy(**kwargs)
 
 
 def test_bad_inputs_with_feature_extractor(extractor):
     few = torch.zeros(4, 1, SIZE, SIZE)
     with pytest.raises(ValueError, match="nearest_k=5"):
-        SyntheticImageEvaluator(few, few.clone(), feature_extractor=extractor)
+        SyntheticImageStudy(few, few.clone(), feature_extractor=extractor)
     many = torch.zeros(8, 1, SIZE, SIZE)
     with pytest.raises(ValueError, match="FID needs at least 2"):
-        SyntheticImageEvaluator(many, many, feature_extractor=extractor, reference_sets={"one": many[:1]})
+        SyntheticImageStudy(many, many, feature_extractor=extractor, reference_sets={"one": many[:1]})
     with pytest.raises(ValueError, match="feature_extractor"):
-        SyntheticImageEvaluator(many, many, feature_extractor="inception")
+        SyntheticImageStudy(many, many, feature_extractor="inception")
 
 
 def test_expert_logits_must_match_class_names(real):
     images, labels = real
-    evaluator = SyntheticImageEvaluator(
+    evaluator = SyntheticImageStudy(
         images, images, labels, class_names=["a", "b", "c", "d"], expert=MeanOracle(), ssim_pairs=10
     )
     with pytest.raises(ValueError, match="3 logits but there are 4 classes"):

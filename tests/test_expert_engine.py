@@ -13,13 +13,10 @@ from monai.engines import SupervisedTrainer
 from monai.handlers import ValidationHandler
 from torch.utils.data import DataLoader
 
-from medsyn_monai.engines.expert import (
-    BestCheckpointHandler,
-    ClassificationEvaluator,
-    ExpertPrepareBatch,
-    class_weights,
-    evaluate_classifier,
-)
+from medsyn_monai.apps.evaluation import evaluate_classifier
+from medsyn_monai.engines import ClassificationEvaluator, ExpertPrepareBatch
+from medsyn_monai.handlers import BestCheckpointHandler
+from medsyn_monai.losses import class_weights
 from medsyn_monai.networks.nets.classifiers import ExpertClassifier
 
 

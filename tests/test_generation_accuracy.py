@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medsyn_monai.engines import GenerationAccuracyEvaluator
+from medsyn_monai.apps.evaluation import GenerationAccuracyStudy
 
 
 class LabelPainter:
@@ -46,7 +46,7 @@ def test_oracle_scores_one_and_constant_one_over_c(tmp_path):
     names = ["a", "b", "c", "d"]
     gen = LabelPainter()
     real = [{"image": torch.full((4, 1, 4, 4), 0.2), "label": torch.full((4,), 2)}]
-    res = GenerationAccuracyEvaluator(gen, Oracle(4), names, num_seeds=3, samples_per_class=5, output_dir=tmp_path,
+    res = GenerationAccuracyStudy(gen, Oracle(4), names, num_seeds=3, samples_per_class=5, output_dir=tmp_path,
                                       real_data_loader=real).run()  # fmt: skip
     assert res["generation_accuracy_mean"] == 1.0 and res["generation_accuracy_std"] == 0.0
     assert res["generation_accuracy_per_class"] == {n: 1.0 for n in names}
@@ -58,26 +58,26 @@ def test_oracle_scores_one_and_constant_one_over_c(tmp_path):
     # seeds base_seed + k, identical class order each time: two models see identical noise
     assert [c[1] for c in gen.calls] == [0, 1, 2] and all(c[0] == gen.calls[0][0] for c in gen.calls)
 
-    res = GenerationAccuracyEvaluator(LabelPainter(), Constant(4), names, num_seeds=2, samples_per_class=3).run()
+    res = GenerationAccuracyStudy(LabelPainter(), Constant(4), names, num_seeds=2, samples_per_class=3).run()
     assert res["generation_accuracy_mean"] == pytest.approx(1 / 4)
     assert res["generation_accuracy_per_class"] == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}
 
 
 def test_exclude_classes_and_errors():
-    res = GenerationAccuracyEvaluator(LabelPainter(), Constant(3, cls=1), ["empty", "x", "y"], num_seeds=1,
+    res = GenerationAccuracyStudy(LabelPainter(), Constant(3, cls=1), ["empty", "x", "y"], num_seeds=1,
                                       samples_per_class=2, exclude_classes=["empty"]).run()  # fmt: skip
     assert res["classes_evaluated"] == ["x", "y"] and res["generation_accuracy_mean"] == 0.5
     with pytest.raises(ValueError, match="unknown class"):
-        GenerationAccuracyEvaluator(LabelPainter(), Constant(2), ["a", "b"], exclude_classes=["z"])
+        GenerationAccuracyStudy(LabelPainter(), Constant(2), ["a", "b"], exclude_classes=["z"])
     with pytest.raises(ValueError, match="every class"):
-        GenerationAccuracyEvaluator(LabelPainter(), Constant(1), ["a"], exclude_classes=[0])
+        GenerationAccuracyStudy(LabelPainter(), Constant(1), ["a"], exclude_classes=[0])
 
 
 def test_with_a_real_diffusion_sampler(tmp_path):
     """End to end with DiffusionSampler.generate: same seeds give the same images for two runs."""
     from monai.networks.schedulers import DDIMScheduler
 
-    from medsyn_monai.engines import DiffusionSampler
+    from medsyn_monai.apps.generation import DiffusionSampler
     from medsyn_monai.inferers import ConditionalDiffusionInferer
     from medsyn_monai.networks.nets import LightweightDiffusionUNet
 
@@ -91,6 +91,6 @@ def test_with_a_real_diffusion_sampler(tmp_path):
     a, la = sampler.generate(labels=[0, 1, 1], seed=5)
     b, _ = sampler.generate(labels=[0, 1, 1], seed=5)
     assert a.shape == (3, 1, 8, 8) and la.tolist() == [0, 1, 1] and torch.equal(a, b)
-    res = GenerationAccuracyEvaluator(sampler, Constant(2, cls=1), ["a", "b"], num_seeds=2,
+    res = GenerationAccuracyStudy(sampler, Constant(2, cls=1), ["a", "b"], num_seeds=2,
                                       samples_per_class=2).run()  # fmt: skip
     assert res["generation_accuracy_mean"] == 0.5

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from medsyn_monai.engines import GuidanceSweep
+from medsyn_monai.apps.evaluation import GuidanceSweep
 
 
 def test_guidance_scales_must_be_valid_and_distinct():

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from medsyn_monai.engines import SyntheticPretrainingEvaluator
+from medsyn_monai.apps.evaluation import SyntheticPretrainingStudy
 
 
 def _real(n_per_class=10, seed=0):
@@ -43,7 +43,7 @@ class _Painter:
 def test_rows_files_and_known_answers(tmp_path):
     real, test = _real(10, 0), _real(10, 1)
     gen = _Painter(informative=True)
-    ev = SyntheticPretrainingEvaluator(
+    ev = SyntheticPretrainingStudy(
         _factory, real, test, ["normal", "pneumonia"], generator=gen, samples_per_class=6, generator_labels=[3, 7],
         real_fractions=[1.0, 0.1, 0.0], classifier_seeds=[0, 1], pretrain_epochs=15, finetune_epochs=2,
         learning_rate=0.1, generation_seed=5, output_dir=tmp_path, val_data=real,
@@ -65,7 +65,7 @@ def test_rows_files_and_known_answers(tmp_path):
 
 def test_uninformative_synthetic_images_give_chance_until_fine_tuned():
     real, test = _real(10, 0), _real(10, 1)
-    ev = SyntheticPretrainingEvaluator(
+    ev = SyntheticPretrainingStudy(
         _zero_factory, real, test, ["a", "b"], generator=_Painter(informative=False), samples_per_class=8,
         generator_labels=[3, 7], real_fractions=[0.0, 1.0], classifier_seeds=[0], pretrain_epochs=5,
         finetune_epochs=20, learning_rate=0.1,
@@ -79,7 +79,7 @@ def test_uninformative_synthetic_images_give_chance_until_fine_tuned():
 def test_real_subset_is_stratified_and_seeded():
     labels = [0] * 30 + [1] * 10
     real = [{"image": torch.zeros(1, 2, 2), "label": torch.tensor(c)} for c in labels]
-    ev = SyntheticPretrainingEvaluator(_factory, real, real, ["a", "b"], synthetic_data=real)
+    ev = SyntheticPretrainingStudy(_factory, real, real, ["a", "b"], synthetic_data=real)
     sub = ev.real_subset(0.1, seed=0)
     assert sum(labels[i] == 0 for i in sub) == 3 and sum(labels[i] == 1 for i in sub) == 1
     assert sub == ev.real_subset(0.1, seed=0) and sub != ev.real_subset(0.1, seed=1)
@@ -101,4 +101,4 @@ def test_real_subset_is_stratified_and_seeded():
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        SyntheticPretrainingEvaluator(_factory, [], [], ["a", "b"], **kwargs)
+        SyntheticPretrainingStudy(_factory, [], [], ["a", "b"], **kwargs)

@@ -12,9 +12,10 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler
 from torch.utils.data import DataLoader
 
+from medsyn_monai.apps.fewshot import FewShotSetup, PriorImageGenerator, add_class_slot
+from medsyn_monai.apps.fewshot.prior_images import PRIOR_MANIFEST_NAME
+from medsyn_monai.apps.generation import DiffusionSampler
 from medsyn_monai.data import LoadMedicalImage, PriorPreservationDataset, prior_preservation_collate
-from medsyn_monai.engines import DiffusionSampler, FewShotSetup, PriorImageGenerator, add_class_slot
-from medsyn_monai.engines.prior_images import PRIOR_MANIFEST_NAME
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.networks.nets import LightweightDiffusionUNet
 from medsyn_monai.utils import save_model_info
@@ -333,20 +334,20 @@ class _PaintByLabel:
 
 
 def test_synthetic_augmentation_counts_and_label_mapping():
-    from medsyn_monai.engines import SyntheticAugmentationEvaluator
+    from medsyn_monai.apps.evaluation import SyntheticAugmentationStudy
 
     train = [{"image": torch.zeros(1, 4, 4), "label": torch.tensor(c)} for c in [0, 0, 0, 1]]
     gen = _PaintByLabel()
-    ev = SyntheticAugmentationEvaluator(lambda: torch.nn.Linear(1, 2), train, train, gen, ["mel", "nev"],
+    ev = SyntheticAugmentationStudy(lambda: torch.nn.Linear(1, 2), train, train, gen, ["mel", "nev"],
                                         generator_labels=[5, 7], synthetic_fraction=0.5)  # fmt: skip
     assert ev.synthetic_counts() == [3, 1]  # real class proportions, as many synthetic as real images
     images, labels = ev.synthetic_set()
     assert labels.tolist() == [0, 0, 0, 1] and gen.asked == [5, 5, 5, 7]  # generator indices of the classes
     assert images[:, 0, 0, 0].tolist() == [5.0, 5.0, 5.0, 7.0]
-    third = SyntheticAugmentationEvaluator(lambda: torch.nn.Linear(1, 2), train, train, gen, ["mel", "nev"],
+    third = SyntheticAugmentationStudy(lambda: torch.nn.Linear(1, 2), train, train, gen, ["mel", "nev"],
                                            synthetic_fraction=0.25)  # fmt: skip
     assert third.synthetic_counts() == [1, 0]  # round(3 / 3), round(1 / 3)
     with pytest.raises(ValueError, match="synthetic_fraction"):
-        SyntheticAugmentationEvaluator(lambda: None, train, train, gen, ["a", "b"], synthetic_fraction=1.0)
+        SyntheticAugmentationStudy(lambda: None, train, train, gen, ["a", "b"], synthetic_fraction=1.0)
     with pytest.raises(ValueError, match="generator_labels has 1"):
-        SyntheticAugmentationEvaluator(lambda: None, train, train, gen, ["a", "b"], generator_labels=[0])
+        SyntheticAugmentationStudy(lambda: None, train, train, gen, ["a", "b"], generator_labels=[0])

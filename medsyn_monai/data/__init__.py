@@ -4,6 +4,7 @@ and a cached 2D slice dataset."""
 from __future__ import annotations
 
 from medsyn_monai.data.collection import ImageCollection
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
 from medsyn_monai.data.dicom_reader import DicomSeriesReader
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
 from medsyn_monai.data.loader import LoadMedicalImage, LoadMedicalImaged
@@ -23,4 +24,7 @@ __all__ = [
     "SliceDataset",
     "PriorPreservationDataset",
     "prior_preservation_collate",
+    "ImageLabelDataset",
+    "TensorPairDataset",
+    "dataset_labels",
 ]

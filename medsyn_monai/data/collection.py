@@ -19,6 +19,7 @@ from medsyn_monai.data.dicom_reader import DICOM_SUFFIXES, is_dicom_file
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
 from medsyn_monai.data.loader import JPEG_SUFFIXES, NIFTI_SUFFIXES, PNG_SUFFIXES
 from medsyn_monai.data.split import split_by_case
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import DatasetLayout, SourceFormat, Split
 
 __all__ = ["ImageCollection"]
@@ -97,10 +98,9 @@ class ImageCollection:
         val_fraction: fraction of cases for validation (automatic split).
         test_fraction: fraction of cases for test (automatic split).
         seed: seed of the automatic split.
-        skip_bad_files: skip bad files (and report them) instead of raising.
+        skip_bad_files: skip bad files (and report them) instead of raising; the command-line spellings of
+            :func:`~medsyn_monai.utils.as_bool` are accepted.
         report_path: CSV report of the skipped files (``path,stage,reason``).
-        demo: when ``root`` is absent or empty, write this kind of synthetic demo data there first
-            (:func:`medsyn_monai.data.demo.create_demo`), e.g. ``"ct"``.
         extensions: image file suffixes to consider (default: DICOM, NIfTI, PNG, JPEG); files without a known
             suffix are still taken when they carry the DICOM preamble.
 
@@ -130,7 +130,6 @@ class ImageCollection:
         seed: int = 0,
         skip_bad_files: bool = False,
         report_path: str | os.PathLike | None = None,
-        demo: str | None = None,
         extensions: Sequence[str] | None = None,
     ) -> None:
         split_by_case([], None, val_fraction, test_fraction, seed)  # validates the fractions
@@ -152,7 +151,7 @@ class ImageCollection:
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.seed = int(seed)
-        self.skip_bad_files = bool(skip_bad_files)
+        self.skip_bad_files = as_bool(skip_bad_files, "skip_bad_files")
         self.report_path = None if report_path is None else Path(report_path)
         self._given_class_names = class_names
         self.class_names: list[str] | None = None
@@ -160,16 +159,10 @@ class ImageCollection:
         self.records: list[dict[str, Any]] = []
         self.context = f"dataset_dir '{self.root}'"
 
-        if self._is_absent_or_empty() and demo is not None:
-            from medsyn_monai.data.demo import create_demo
-
-            logger.warning("dataset_dir '%s' is absent or empty: writing synthetic %r demo data there.", root, demo)
-            create_demo(demo, self.root)
         if not self.root.exists():
             raise DataValidationError(
                 context=self.context,
-                message=f"dataset_dir '{self.root}' does not exist, so it contains no images; {_EXPECTED} "
-                "(or set demo=... to write synthetic demo data there)",
+                message=f"dataset_dir '{self.root}' does not exist, so it contains no images; {_EXPECTED}",
             )
         self.layout = self._discover()
         if self._given_class_names is not None and self.class_names is None and self.records:
@@ -239,11 +232,6 @@ class ImageCollection:
         )
 
     # ------------------------------------------------------------------ discovery
-    def _is_absent_or_empty(self) -> bool:
-        if not self.root.exists():
-            return True
-        return self.root.is_dir() and not any(not p.name.startswith(".") for p in self.root.iterdir())
-
     def _no_images(self) -> DataValidationError:
         return DataValidationError(
             context=self.context, message=f"dataset_dir '{self.root}' contains no images; {_EXPECTED}"

@@ -1,4 +1,4 @@
-"""Batch preparation for diffusion training: noise, time steps, target by prediction type, class labels."""
+"""Batch preparation for the engines: diffusion training (noise, time steps, targets, labels) and classifiers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import torch
 from monai.data import MetaTensor
 from monai.engines.utils import DiffusionPrepareBatch as _MonaiDiffusionPrepareBatch
 from monai.networks.schedulers import Scheduler
+from monai.utils import CommonKeys, convert_to_tensor
 
 from medsyn_monai.utils.enums import PredictionType
 
-__all__ = ["DiffusionPrepareBatch"]
+__all__ = ["DiffusionPrepareBatch", "ExpertPrepareBatch"]
 
 
 class DiffusionPrepareBatch(_MonaiDiffusionPrepareBatch):
@@ -123,3 +124,46 @@ class DiffusionPrepareBatch(_MonaiDiffusionPrepareBatch):
             cond = batchdata[self.condition_name]
             infer_kwargs["condition"] = torch.as_tensor(cond).to(device=device, non_blocking=non_blocking, **kwargs)
         return images, target, (), infer_kwargs
+
+
+class ExpertPrepareBatch:
+    """Prepare a dictionary batch for classifier training/evaluation with MONAI engines.
+
+    Returns plain tensors ``(images, labels)``: float images on ``device`` (meta data dropped) and ``(B,)`` int64
+    labels, as :class:`torch.nn.CrossEntropyLoss` expects (``(B, 1)`` labels are flattened).
+
+    Args:
+        image_key: key of the images ``(B, C, *spatial)`` in the batch.
+        label_key: key of the class indices ``(B,)`` or ``(B, 1)``.
+
+    Example:
+        >>> import torch
+        >>> images, labels = ExpertPrepareBatch()({"image": torch.zeros(2, 1, 4, 4), "label": torch.tensor([[1], [0]])})
+        >>> images.dtype, labels.tolist(), labels.dtype
+        (torch.float32, [1, 0], torch.int64)
+    """
+
+    def __init__(self, image_key: str = CommonKeys.IMAGE, label_key: str = CommonKeys.LABEL) -> None:
+        self.image_key = image_key
+        self.label_key = label_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(batchdata, Mapping):
+            raise ValueError(f"ExpertPrepareBatch expects a dictionary batch, got {type(batchdata).__name__}.")
+        for key in (self.image_key, self.label_key):
+            if key not in batchdata:
+                raise ValueError(f"the batch has no '{key}' entry (keys: {sorted(map(str, batchdata))}).")
+        images = convert_to_tensor(batchdata[self.image_key], track_meta=False)
+        images = images.to(device=device, non_blocking=non_blocking, **kwargs).float()
+        labels = convert_to_tensor(batchdata[self.label_key], track_meta=False).reshape(-1)
+        if labels.numel() != images.shape[0]:
+            raise ValueError(f"{labels.numel()} labels for a batch of {images.shape[0]} images.")
+        if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+            raise ValueError("labels must be integer class indices.")
+        return images, labels.long().to(device=device, non_blocking=non_blocking)

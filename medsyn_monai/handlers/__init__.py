@@ -1,3 +1,4 @@
+from .best_checkpoint import BestCheckpointHandler
 from .checkpoint import AtomicCheckpoint
 from .ema import ExponentialMovingAverage
 from .progress_bar import LossProgressBar
@@ -7,6 +8,7 @@ from .training_stats import TrainingStatsHandler
 
 __all__ = [
     "AtomicCheckpoint",
+    "BestCheckpointHandler",
     "ExponentialMovingAverage",
     "LossProgressBar",
     "SampleGridHandler",

@@ -143,7 +143,7 @@ class ScaleSource(StrEnum):
 
 
 class DemoKind(StrEnum):
-    """Synthetic demo collections written by :func:`~medsyn_monai.data.demo.create_demo`.
+    """Synthetic demo collections written by :func:`~medsyn_monai.apps.demo.create_demo`.
 
     - ``CT``: digital abdominal CT phantom, one DICOM series per case, classes ``normal`` / ``lesion``.
     - ``CELLS``: Giemsa-stained red blood cell crops (RGB PNG), classes ``parasitized`` / ``uninfected``.

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medsyn_monai.data.demo import _check_int, write_demo_atomically
-from medsyn_monai.data.demo_cells import _smooth_noise
+from medsyn_monai.apps.demo.cells import _smooth_noise
+from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
 
 __all__ = ["CXR_DEMO_VERSION", "CXR_DEMO_CLASSES", "cxr_phantom", "create_cxr_demo"]
 
@@ -46,6 +46,8 @@ CXR_DEMO_VERSION = "1.0"
 CXR_DEMO_CLASSES = ("normal", "pneumonia")
 
 _MIN_SIZE = 28
+# the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_cxr)
+# so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_cxr.create_cxr_demo"
 
 

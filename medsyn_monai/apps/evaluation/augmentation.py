@@ -5,31 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from medsyn_monai.engines.classifier_training import (
-    ImageLabelDataset,
-    TensorPairDataset,
-    dataset_labels,
-    fit_classifier,
-)
-from medsyn_monai.engines.expert import evaluate_classifier
+from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
+from medsyn_monai.apps.generation.sampler import SampleGenerator
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
 from medsyn_monai.utils.io import write_json
 
-__all__ = ["SyntheticAugmentationEvaluator"]
+__all__ = ["SyntheticAugmentationStudy"]
 
 
-class _Generator(Protocol):
-    def generate(
-        self, num_samples: int | None = None, labels: Sequence[int] | None = None, seed: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-
-
-class SyntheticAugmentationEvaluator:
+class SyntheticAugmentationStudy:
     """Train one classifier on real images and one on real + synthetic images; report both accuracies on real tests.
 
     The usual downstream test of a generative model for medical images: if its samples carry the class information,
@@ -45,9 +35,9 @@ class SyntheticAugmentationEvaluator:
 
     With ``val_data`` each run keeps the weights of its best epoch by balanced accuracy on the real validation images;
     otherwise the last epoch's. Each is then tested on ``test_data`` with
-    :func:`~medsyn_monai.engines.evaluate_classifier` (``<name>_metrics.json`` and ``<name>_confusion_matrix.png`` in
-    ``output_dir``), and ``augmentation.json`` summarises both runs (accuracy, balanced accuracy, macro F1, their
-    differences, counts, settings).
+    :func:`~medsyn_monai.apps.evaluation.evaluate_classifier` (``<name>_metrics.json`` and
+    ``<name>_confusion_matrix.png`` in ``output_dir``), and ``augmentation.json`` summarises both runs (accuracy,
+    balanced accuracy, macro F1, their differences, counts, settings).
 
     Args:
         classifier_factory: callable returning a fresh classifier ``(B, C, *spatial) -> (B, num_classes)`` logits,
@@ -56,9 +46,9 @@ class SyntheticAugmentationEvaluator:
         train_data: real training items ``{"image", "label"}`` (e.g. a :class:`~medsyn_monai.data.SliceDataset`,
             whose ``labels`` are used for the class counts).
         test_data: real test items.
-        generator: object with ``generate(labels=..., seed=...) -> (images, labels)`` (a
-            :class:`~medsyn_monai.engines.DiffusionSampler` with loaded weights), images in [-1, 1] of the shape of
-            the real images.
+        generator: a :class:`~medsyn_monai.apps.generation.SampleGenerator` (e.g. a
+            :class:`~medsyn_monai.apps.generation.DiffusionSampler` with loaded weights), images in [-1, 1] of the
+            shape of the real images.
         class_names: the classifier's classes (label ``i`` of the real data is ``class_names[i]``).
         generator_labels: the generator's class index for each of ``class_names`` (default ``0, 1, ...``); e.g. a
             fine-tuned model with an extra class keeps the base classes first.
@@ -84,7 +74,7 @@ class SyntheticAugmentationEvaluator:
         classifier_factory: Callable[[], nn.Module],
         train_data: Dataset | Sequence,
         test_data: Dataset | Sequence,
-        generator: _Generator,
+        generator: SampleGenerator,
         class_names: Sequence[str],
         generator_labels: Sequence[int] | None = None,
         synthetic_fraction: float = 0.5,

@@ -29,7 +29,7 @@ from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 from medsyn_monai.utils.io import json_ready, write_json
 from medsyn_monai.visualize import save_confusion_matrix_png, save_histogram_png
 
-__all__ = ["SyntheticImageEvaluator"]
+__all__ = ["SyntheticImageStudy"]
 
 ALPHA = 0.05  # significance level used to interpret the p-values in the report
 _VALUE_RANGE = (-1.0, 1.0)
@@ -133,7 +133,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-class SyntheticImageEvaluator:
+class SyntheticImageStudy:
     """Score a set of synthetic images against real ones in one call, and write a JSON + Markdown report.
 
     The evaluation gathers, for images in ``[-1, 1]``:
@@ -202,7 +202,7 @@ class SyntheticImageEvaluator:
         >>> import torch
         >>> g = torch.Generator().manual_seed(0)
         >>> real = torch.rand(8, 1, 16, 16, generator=g) * 2 - 1
-        >>> metrics = SyntheticImageEvaluator(real, real.clone(), ssim_pairs=10).run()
+        >>> metrics = SyntheticImageStudy(real, real.clone(), ssim_pairs=10).run()
         >>> metrics["ssim_intra_real"] == metrics["ssim_intra_synthetic"], metrics["chi2_pvalue"]
         (True, 1.0)
     """
@@ -410,7 +410,7 @@ class SyntheticImageEvaluator:
 
         Args:
             extra_metrics: scalar metrics computed elsewhere (e.g. the flat scalars of
-                :class:`~medsyn_monai.engines.GenerationAccuracyEvaluator`) to include in ``metrics.json`` and the
+                :class:`~medsyn_monai.apps.evaluation.GenerationAccuracyStudy`) to include in ``metrics.json`` and the
                 report's table.
 
         Returns:

@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from medsyn_monai.data.demo import _check_int, write_demo_atomically
+from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
 
 __all__ = [
     "DERM_DEMO_VERSION",
@@ -49,7 +48,6 @@ __all__ = [
     "DERM_LESION_KINDS",
     "derm_phantom",
     "create_derm_demo",
-    "prepare_derm_demo",
 ]
 
 #: Version of the derm demo generator; part of ``dataset.json``, bump it when the output changes.
@@ -62,6 +60,8 @@ DERM_DEMO_INSTANCE = "blue_nevus"
 DERM_LESION_KINDS = ("melanoma", "nevus", "blue_nevus")
 
 _MIN_SIZE = 32
+# the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_derm)
+# so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_derm.create_derm_demo"
 _HAIR_RGB = np.array([0.13, 0.09, 0.07], dtype=np.float32)
 _MELANOMA_PALETTE = np.array(
@@ -373,30 +373,3 @@ def create_derm_demo(
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     return write_demo_atomically(root, "derm", generator, ("lesions", "instance"), write, _derm_demo_incomplete)
-
-
-def prepare_derm_demo(path: str | os.PathLike, demo_dir: str | os.PathLike, **kwargs: Any) -> str:
-    """Return ``path``, first writing the derm demo into ``demo_dir`` when ``path`` lies inside it and it is empty.
-
-    Bundle configs call it on their ``dataset_dir`` / ``instance_dir``: the defaults point into the demo
-    (``<demo_dir>/lesions``, ``<demo_dir>/instance``), so a fresh machine gets the synthetic demo written once, when
-    ``demo_dir`` is absent or empty (as ``ImageCollection(demo=...)`` does for the other bundles); an existing
-    ``demo_dir`` is used as it is, and a path elsewhere (real data) is returned unchanged without writing anything.
-
-    Args:
-        path: a data folder.
-        demo_dir: the demo's root folder.
-        kwargs: :func:`create_derm_demo` arguments.
-
-    Returns:
-        ``path`` as a string.
-
-    Example:
-        >>> prepare_derm_demo("/data/isic/lesions", "data/derm_demo")  # not inside the demo: nothing written
-        '/data/isic/lesions'
-    """
-    target, demo = Path(os.path.abspath(path)), Path(os.path.abspath(demo_dir))
-    empty = not demo.is_dir() or not any(not p.name.startswith(".") for p in demo.iterdir())
-    if (target == demo or demo in target.parents) and empty:
-        create_derm_demo(demo, **kwargs)
-    return str(path)

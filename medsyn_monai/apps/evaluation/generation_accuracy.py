@@ -5,25 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from medsyn_monai.apps.generation.sampler import SampleGenerator
 from medsyn_monai.metrics.classification import classification_report, confusion_matrix
 from medsyn_monai.utils.io import write_json
 from medsyn_monai.visualize import save_confusion_matrix_png
 
-__all__ = ["GenerationAccuracyEvaluator"]
+__all__ = ["GenerationAccuracyStudy"]
 
 
-class _Generator(Protocol):
-    def generate(
-        self, num_samples: int | None = None, labels: Sequence[int] | None = None, seed: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-
-
-class GenerationAccuracyEvaluator:
+class GenerationAccuracyStudy:
     """Sample ``samples_per_class`` images of each class for each of ``num_seeds`` seeds and classify them.
 
     This is the score of the feature-aligned diffusion seed method: the accuracy of a frozen expert classifier on
@@ -34,7 +29,7 @@ class GenerationAccuracyEvaluator:
 
     Args:
         generator: an object with ``generate(labels=..., seed=...) -> (images, labels)``, e.g.
-            :class:`~medsyn_monai.engines.DiffusionSampler` with its weights loaded.
+            :class:`~medsyn_monai.apps.generation.DiffusionSampler` with its weights loaded.
         expert: classifier returning logits ``(B, C)`` for images in [-1, 1].
         class_names: names of the generator's classes (the expert must use the same class indices).
         num_seeds: number of sampling seeds (15 in the seed paper).
@@ -50,7 +45,7 @@ class GenerationAccuracyEvaluator:
 
     def __init__(
         self,
-        generator: _Generator,
+        generator: SampleGenerator,
         expert: torch.nn.Module,
         class_names: Sequence[str],
         num_seeds: int = 15,

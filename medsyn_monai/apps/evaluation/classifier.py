@@ -1,10 +1,11 @@
-"""Training a downstream classifier on real and/or synthetic images (shared by the synthetic-data evaluators)."""
+"""Train and test downstream classifiers on real and/or synthetic images (shared by the evaluation studies)."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,66 +14,62 @@ from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medsyn_monai.engines.expert import ExpertPrepareBatch, class_weights, evaluate_classifier
+from medsyn_monai.data.datasets import ImageLabelDataset, dataset_labels
+from medsyn_monai.engines.evaluator import ClassificationEvaluator
+from medsyn_monai.engines.prepare_batch import ExpertPrepareBatch
+from medsyn_monai.losses.class_weights import class_weights
 
-__all__ = ["ImageLabelDataset", "TensorPairDataset", "dataset_labels", "fit_classifier"]
+__all__ = ["evaluate_classifier", "fit_classifier"]
 
 
-class ImageLabelDataset(Dataset):
-    """``{"image", "label"}`` items of a dataset of dictionaries (other keys dropped), optionally transformed.
+def evaluate_classifier(
+    network: torch.nn.Module,
+    data_loader: Iterable,
+    device: str | torch.device,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    output_dir: str | Path | None = None,
+    prefix: str = "",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Run a classifier over a loader once and return its classification report.
+
+    The network runs in eval mode without gradients (its training mode is restored afterwards).
 
     Args:
-        data: items with ``"image"`` and ``"label"`` (e.g. a :class:`~medsyn_monai.data.SliceDataset`).
-        transform: dict transform applied to every item (e.g. random flips for training).
+        network: classifier returning ``(B, num_classes)`` logits.
+        data_loader: loader of ``{"image", "label"}`` batches.
+        device: device to evaluate on.
+        num_classes: number of classes.
+        class_names: class names (default ``"0"``, ``"1"``, ...).
+        output_dir: when given, ``<prefix>metrics.json`` and ``<prefix>confusion_matrix.png`` are written there.
+        prefix: prefix of the file names.
+        kwargs: other :class:`ClassificationEvaluator` arguments (``prepare_batch``, ``inferer``, ``amp``, ...).
+
+    Returns:
+        :func:`~medsyn_monai.metrics.classification.classification_report` of the whole loader.
 
     Example:
         >>> import torch
-        >>> ds = ImageLabelDataset([{"image": torch.zeros(1, 2, 2), "label": 1, "path": "a.png"}])
-        >>> sorted(ds[0]), ds.labels.tolist()
-        (['image', 'label'], [1])
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2))
+        >>> data = [{"image": torch.zeros(3, 1, 1, 1), "label": torch.tensor([0, 1, 1])}]
+        >>> report = evaluate_classifier(net, data, "cpu", num_classes=2)
+        >>> report["support"], sum(map(sum, report["confusion_matrix"]))
+        ({'0': 1, '1': 2}, 3)
     """
-
-    def __init__(self, data: Dataset | Sequence, transform: Callable | None = None) -> None:
-        self.data, self.transform = data, transform
-
-    def __len__(self) -> int:
-        return len(self.data)  # type: ignore[arg-type]
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return dataset_labels(self.data)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.data[index]
-        out = {"image": torch.as_tensor(item["image"]).float(), "label": torch.as_tensor(item["label"]).long()}
-        return dict(self.transform(out)) if self.transform is not None else out
-
-
-class TensorPairDataset(Dataset):
-    """Images ``(N, C, *spatial)`` and labels ``(N,)`` as ``{"image", "label"}`` items (e.g. generated images)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels.")
-        self.images, self.labels = images, labels.reshape(-1).long()
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "label": self.labels[index]}
-
-
-def dataset_labels(data: Dataset | Sequence) -> torch.Tensor:
-    """The labels of a dataset: its ``labels`` tensor when it has one, else read item by item (``ConcatDataset``
-    of such datasets included)."""
-    labels = getattr(data, "labels", None)
-    if isinstance(labels, torch.Tensor):
-        return labels.reshape(-1).long()
-    parts = getattr(data, "datasets", None)
-    if parts is not None:
-        return torch.cat([dataset_labels(d) for d in parts])
-    return torch.as_tensor([int(torch.as_tensor(data[i]["label"])) for i in range(len(data))])  # type: ignore[arg-type]
+    evaluator = ClassificationEvaluator(
+        device,
+        data_loader,
+        network,
+        num_classes,
+        class_names=class_names,
+        output_dir=output_dir,
+        prefix=prefix,
+        **kwargs,
+    )
+    evaluator.run()
+    assert evaluator.report is not None
+    return evaluator.report
 
 
 def fit_classifier(
@@ -120,6 +117,7 @@ def fit_classifier(
         >>> x = torch.cat([-torch.ones(8, 1, 2, 2), torch.ones(8, 1, 2, 2)])
         >>> y = torch.cat([torch.zeros(8), torch.ones(8)]).long()
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> from medsyn_monai.data import TensorPairDataset
         >>> net, info = fit_classifier(net, TensorPairDataset(x, y), 2, max_epochs=20, learning_rate=0.1,
         ...                            val_data=TensorPairDataset(x, y))
         >>> info["best_val_balanced_accuracy"]

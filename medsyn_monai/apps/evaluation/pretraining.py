@@ -7,38 +7,28 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from medsyn_monai.engines.classifier_training import (
-    ImageLabelDataset,
-    TensorPairDataset,
-    dataset_labels,
-    fit_classifier,
-)
-from medsyn_monai.engines.expert import evaluate_classifier
+from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
+from medsyn_monai.apps.generation.sampler import SampleGenerator
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
 from medsyn_monai.utils.io import atomic_write, write_json
 
-__all__ = ["SyntheticPretrainingEvaluator"]
+__all__ = ["SyntheticPretrainingStudy"]
 
 _METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
-
-
-class _Generator(Protocol):
-    def generate(
-        self, num_samples: int | None = None, labels: Sequence[int] | None = None, seed: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def _percent(fraction: float) -> str:
     return f"{100 * fraction:g}"
 
 
-class SyntheticPretrainingEvaluator:
+class SyntheticPretrainingStudy:
     """Pre-train a classifier on synthetic images, fine-tune it on a fraction of the real training data, test on real.
 
     The downstream score of the chest X-ray classifier-free guidance seed: do synthetic images carry enough of the
@@ -69,7 +59,7 @@ class SyntheticPretrainingEvaluator:
         test_data: real test items.
         class_names: the classifier's classes.
         generator: object with ``generate(labels=..., seed=...) -> (images, labels)`` (a loaded
-            :class:`~medsyn_monai.engines.DiffusionSampler`); or give ``synthetic_data``.
+            :class:`~medsyn_monai.apps.generation.DiffusionSampler`); or give ``synthetic_data``.
         synthetic_data: already generated ``{"image", "label"}`` items instead of ``generator``.
         samples_per_class: synthetic images per class to generate (an int, or one per class).
         generator_labels: the generator's class index for each of ``class_names`` (default ``0, 1, ...``).
@@ -99,7 +89,7 @@ class SyntheticPretrainingEvaluator:
         >>> y = torch.tensor([0] * 6 + [1] * 6)
         >>> real = [{"image": a, "label": b} for a, b in zip(x, y)]
         >>> factory = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> ev = SyntheticPretrainingEvaluator(factory, real, real, ["a", "b"], synthetic_data=real,
+        >>> ev = SyntheticPretrainingStudy(factory, real, real, ["a", "b"], synthetic_data=real,
         ...     real_fractions=[1.0, 0.0], classifier_seeds=[0], pretrain_epochs=20, finetune_epochs=1,
         ...     learning_rate=0.1)
         >>> m = ev.run()
@@ -113,7 +103,7 @@ class SyntheticPretrainingEvaluator:
         train_data: Dataset | Sequence,
         test_data: Dataset | Sequence,
         class_names: Sequence[str],
-        generator: _Generator | None = None,
+        generator: SampleGenerator | None = None,
         synthetic_data: Dataset | Sequence | None = None,
         samples_per_class: int | Sequence[int] = 500,
         generator_labels: Sequence[int] | None = None,

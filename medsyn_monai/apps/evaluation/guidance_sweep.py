@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from medsyn_monai.engines.generation_accuracy import GenerationAccuracyEvaluator
+from medsyn_monai.apps.evaluation.generation_accuracy import GenerationAccuracyStudy
 from medsyn_monai.metrics import frechet_distance
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 from medsyn_monai.utils.io import atomic_write, write_json
@@ -44,13 +44,13 @@ class GuidanceSweep:
     Classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance") trades diversity for
     class fidelity: larger ``w`` makes the expert recognise the requested class more often, up to the point where
     images over-saturate (Lin et al. 2024 counter this with a guidance rescale). For every ``w`` in
-    ``guidance_scales`` this runs :class:`~medsyn_monai.engines.GenerationAccuracyEvaluator` with the same seeds and
+    ``guidance_scales`` this runs :class:`~medsyn_monai.apps.evaluation.GenerationAccuracyStudy` with the same seeds and
     class order (so every ``w`` sees identical starting noise) and, with ``real_images`` and a
     ``feature_extractor``, the Fréchet distance between the real features and those of all images generated at
     that ``w``.
 
     Args:
-        sampler: a :class:`~medsyn_monai.engines.DiffusionSampler` of a class-conditional model with its weights
+        sampler: a :class:`~medsyn_monai.apps.generation.DiffusionSampler` of a class-conditional model with its weights
             loaded; its ``guidance_scale`` is set for each run and restored afterwards (the inferer's
             ``guidance_rescale`` applies).
         expert: classifier returning logits ``(B, C)`` for images in ``[-1, 1]``.
@@ -127,7 +127,7 @@ class GuidanceSweep:
         rows = []
         for w in self.guidance_scales:
             proxy = _FixedGuidance(self.sampler, w)
-            result = GenerationAccuracyEvaluator(
+            result = GenerationAccuracyStudy(
                 generator=proxy,
                 expert=self.expert,
                 class_names=self.class_names,

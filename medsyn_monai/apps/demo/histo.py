@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medsyn_monai.data.demo import _check_int, write_demo_atomically
+from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
 
 __all__ = [
     "HISTO_DEMO_VERSION",
@@ -64,6 +64,8 @@ HISTO_DEMO_CLASSES = (
 )
 
 _MIN_SIZE = 32
+# the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_histo)
+# so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_histo.create_histo_demo"
 
 

@@ -6,6 +6,7 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,7 +17,20 @@ from monai.transforms import SaveImage
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 
-__all__ = ["DiffusionSampler"]
+__all__ = ["DiffusionSampler", "SampleGenerator"]
+
+
+class SampleGenerator(Protocol):
+    """What the evaluation studies sample from: anything with :meth:`DiffusionSampler.generate`'s signature.
+
+    ``generate(num_samples=None, labels=None, seed=None)`` returns ``(images, labels)``: images ``(N, C, *spatial)``
+    in ``[-1, 1]`` on the CPU and the class index of each image (or ``None`` for an unconditional model); the same
+    ``seed`` and ``labels`` give the same images.
+    """
+
+    def generate(
+        self, num_samples: int | None = None, labels: Sequence[int] | None = None, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def _step_seed(seed: int) -> int:

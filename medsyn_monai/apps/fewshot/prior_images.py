@@ -15,8 +15,8 @@ import torch
 from monai.networks.schedulers import DDIMScheduler
 from PIL import Image
 
+from medsyn_monai.apps.generation.sampler import DiffusionSampler
 from medsyn_monai.data.collection import DEFAULT_EXTENSIONS
-from medsyn_monai.engines.sampler import DiffusionSampler
 from medsyn_monai.utils.io import atomic_write, write_json
 
 __all__ = ["PRIOR_MANIFEST_NAME", "PriorImageGenerator"]
@@ -37,7 +37,7 @@ class PriorImageGenerator:
 
     DreamBooth's prior preservation (Ruiz et al. 2023) trains, next to the few instance images, on images that the
     *base* model generated for the parent class before fine-tuning. This class generates them with a configured
-    :class:`~medsyn_monai.engines.DiffusionSampler` of the base model (its network, inferer, scheduler,
+    :class:`~medsyn_monai.apps.generation.DiffusionSampler` of the base model (its network, inferer, scheduler,
     ``num_inference_steps``, ``guidance_scale``, device and ``ckpt_path``), for ``class_label``:
 
     - image files already in ``class_dir`` (PNG, JPEG, NIfTI, DICOM; e.g. earlier generations, or real images of the

@@ -13,15 +13,15 @@ import torch
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
-from medsyn_monai.engines.sampler import DiffusionSampler
+from medsyn_monai.apps.generation.sampler import DiffusionSampler
 from medsyn_monai.metrics import KernelInceptionDistance, frechet_distance, intra_set_ssim
 from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
 from medsyn_monai.utils.io import write_json
 
-__all__ = ["AblationRunner"]
+__all__ = ["AblationStudy"]
 
 
-class AblationRunner:
+class AblationStudy:
     """Run a bundle's ``train.json`` once per variant and seed, sample each model, and tabulate FID / KID / SSIM.
 
     Every variant is the same training config with a few overrides (e.g. ``{"time_injection": "first"}``), trained

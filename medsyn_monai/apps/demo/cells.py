@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medsyn_monai.data.demo import _check_int, write_demo_atomically
+from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
 
 __all__ = [
     "CELLS_DEMO_VERSION",
@@ -53,6 +53,8 @@ CELLS_DEMO_VERSION = "1.0"
 CELLS_DEMO_CLASSES = ("parasitized", "uninfected")
 
 _MIN_SIZE = 32
+# the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_cells)
+# so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_cells.create_cells_demo"
 _PARASITE_RGB = np.array([0.36, 0.16, 0.50], dtype=np.float32)  # dark Giemsa purple
 _CHROMATIN_RGB = np.array([0.25, 0.08, 0.38], dtype=np.float32)  # darker chromatin dot

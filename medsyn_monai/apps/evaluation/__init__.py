@@ -1,0 +1,21 @@
+"""Evaluation studies of synthetic images: distribution metrics and report, generation accuracy, guidance sweep,
+ablation, and downstream classifiers trained with synthetic data (augmentation, pre-training)."""
+
+from .ablation import AblationStudy
+from .augmentation import SyntheticAugmentationStudy
+from .classifier import evaluate_classifier, fit_classifier
+from .generation_accuracy import GenerationAccuracyStudy
+from .guidance_sweep import GuidanceSweep
+from .pretraining import SyntheticPretrainingStudy
+from .synthetic_images import SyntheticImageStudy
+
+__all__ = [
+    "AblationStudy",
+    "GenerationAccuracyStudy",
+    "GuidanceSweep",
+    "SyntheticAugmentationStudy",
+    "SyntheticImageStudy",
+    "SyntheticPretrainingStudy",
+    "evaluate_classifier",
+    "fit_classifier",
+]
