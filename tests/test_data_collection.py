@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import tifffile
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from medsyn_monai.data import DataValidationError, ImageCollection, LoadMedicalImage, split_by_case
+from medsyn_monai.data import DataValidationError, ImageCollection, LoadMedicalImage, LoadMedicalImaged, split_by_case
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CT_SMALL = get_testdata_file("CT_small.dcm")
@@ -115,6 +116,60 @@ def test_class_folders_pngs(tmp_path):
     # class_names given: their order defines the labels
     named = ImageCollection(tmp_path, class_names=["pneumonia", "normal"])
     assert all(r["label"] == (0 if r["class_name"] == "pneumonia" else 1) for r in named.records)
+
+
+def make_tiffs(root: Path) -> dict[str, np.ndarray]:
+    """Class folders of TIFF files: ``grey/`` 8-bit and 16-bit grey and a 16-bit 3-page stack, ``rgb/`` two RGB."""
+    rng = np.random.default_rng(3)
+    pixels = {
+        "grey/g8.tif": rng.integers(0, 256, (8, 10), dtype=np.uint8),
+        "grey/g16.TIFF": rng.integers(0, 65536, (8, 10), dtype=np.uint16),
+        "grey/stack.tiff": rng.integers(0, 65536, (3, 8, 10), dtype=np.uint16),
+        "rgb/c1.tif": rng.integers(0, 256, (8, 10, 3), dtype=np.uint8),
+        "rgb/c2.tif": rng.integers(0, 256, (8, 10, 3), dtype=np.uint8),
+    }
+    for name, arr in pixels.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / name, arr, photometric="rgb" if arr.shape[-1] == 3 else "minisblack")
+    return pixels
+
+
+def test_class_folders_tiff(tmp_path):
+    pixels = make_tiffs(tmp_path / "data")
+    col = ImageCollection(tmp_path / "data", val_fraction=0.0, test_fraction=0.0)
+    assert col.layout == "class_folders" and col.class_names == ["grey", "rgb"] and len(col) == 5
+    assert {r["case_id"] for r in col.records} == set(pixels) and all(r["source_format"] == "tiff" for r in col.records)
+    load = LoadMedicalImaged("image")
+    for record in col.records:
+        arr = pixels[record["case_id"]]
+        img = load(record)["image"]
+        if arr.ndim == 2:  # (rows, columns) -> (1, columns, rows)
+            expected = arr.T[None]
+        elif record["class_name"] == "rgb":  # (rows, columns, 3) -> (3, columns, rows)
+            expected = np.transpose(arr, (2, 1, 0))
+        else:  # pages (z, rows, columns) -> (1, columns, rows, z)
+            expected = np.transpose(arr, (2, 1, 0))[None]
+        np.testing.assert_array_equal(img.numpy(), expected.astype(np.float32))
+        assert record["label"] == col.class_names.index(record["class_name"])
+
+
+def test_corrupt_tiff_named_and_skipped(tmp_path):
+    make_tiffs(tmp_path / "data")
+    good = (tmp_path / "data" / "rgb" / "c1.tif").read_bytes()
+    cut = tmp_path / "data" / "rgb" / "cut.tif"
+    cut.write_bytes(good[: len(good) - 40])  # pixel data truncated, header intact
+    fake = tmp_path / "data" / "grey" / "fake.tif"
+    fake.write_bytes(b"GIF89a not a tiff")
+    with pytest.raises(DataValidationError) as info:
+        ImageCollection(tmp_path / "data")
+    msg = str(info.value)
+    assert msg.startswith("2 bad files in dataset_dir")
+    assert f"  {cut}: truncated: pixel data ends at byte {len(good)}, the file has {len(good) - 40} bytes" in msg
+    assert f"  {fake}: not a TIFF file" in msg
+    report = tmp_path / "out" / "bad.csv"
+    col = ImageCollection(tmp_path / "data", skip_bad_files=True, report_path=report)
+    assert len(col) == 5 and {str(cut), str(fake)}.isdisjoint(r["image"] for r in col.records)
+    assert {r["path"] for r in read_report(report)} == {str(cut), str(fake)}
 
 
 def test_class_folders_with_dicom_series(tmp_path):

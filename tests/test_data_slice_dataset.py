@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import tifffile
 import torch
-from monai.transforms import Resized
+from monai.transforms import Compose, Resized
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
@@ -23,6 +24,7 @@ from medsyn_monai.data import (
     LoadMedicalImaged,
     SliceDataset,
 )
+from medsyn_monai.transforms import CTWindowd, ScaleToRanged, VolumeToSlicesd
 
 CT_SMALL = get_testdata_file("CT_small.dcm")
 
@@ -91,6 +93,66 @@ def test_2d_pngs_transform_and_half_cache(tmp_path):
     assert ds.images.dtype == torch.float16 and tuple(ds.images.shape) == (6, 1, 9, 6)
     assert ds[4]["image"].dtype == torch.float32 and ds[4]["image"].unique().tolist() == [201.0]
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_tiff_stacks_and_pages_through_slice_dataset(tmp_path):
+    rng = np.random.default_rng(5)
+    stacks = {}
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        stacks[c] = rng.integers(0, 65536, (4, 6, 9), dtype=np.uint16)  # 4 pages of 6 rows x 9 columns
+        tifffile.imwrite(tmp_path / c / "stack.tif", stacks[c], photometric="minisblack")
+    single = rng.integers(0, 65536, (6, 9), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "b" / "page.tif", single)
+    col = ImageCollection(tmp_path, val_fraction=0.0, test_fraction=0.0)
+    ds = SliceDataset(
+        col.data(),
+        Compose([LoadMedicalImaged("image"), ScaleToRanged("image", source="auto")]),
+        slicer=VolumeToSlicesd("image"),
+        progress=False,
+    )
+    assert tuple(ds.images.shape) == (9, 1, 9, 6) and ds.labels.tolist() == [0] * 4 + [1] * 5
+    assert ds.num_slices_per_case == {"a/stack.tif": 4, "b/page.tif": 1, "b/stack.tif": 4}
+    scaled = [stacks["a"][k].T / 65535.0 * 2.0 - 1.0 for k in range(4)] + [single.T / 65535.0 * 2.0 - 1.0]
+    scaled += [stacks["b"][k].T / 65535.0 * 2.0 - 1.0 for k in range(4)]
+    np.testing.assert_allclose(ds.images[:, 0].numpy(), np.stack(scaled), atol=1e-6)
+
+
+def _ct_volume(case_body: bool = False) -> torch.Tensor:
+    """8x8x4 CT in HU: air (-1000) with one soft-tissue pixel (40 HU) in slice 2, i.e. 1/64 of it."""
+    vol = torch.full((1, 8, 8, 4), -1000.0)
+    vol[0, 0, 0, 2] = 40.0
+    if case_body:
+        vol[0, 2:6, 2:6, 1] = 40.0  # 16/64 = 25 % of slice 1
+    return vol
+
+
+def test_foreground_filter_removing_every_slice_says_why(tmp_path, caplog):
+    preprocess = Compose([CTWindowd("image", preset="soft_tissue", b_min=-1.0, b_max=1.0)])
+    slicer = VolumeToSlicesd("image", min_foreground_fraction=0.05, foreground_threshold=-0.99)
+    records = [{"image": _ct_volume(), "label": 0, "case_id": "p1"}]
+    with pytest.raises(DataValidationError) as info:
+        SliceDataset(records, preprocess, slicer=slicer, progress=False)
+    msg = str(info.value)
+    assert msg.startswith("no slice left to train on out of 1 record(s): the slicer kept no slice of 1 volume(s)")
+    assert "min_foreground_fraction=0.05 (5%)" in msg and "foreground_threshold=-0.99" in msg
+    # -0.99 on the [-1, 1] output of the soft tissue window (-160..240 HU) is -158 HU
+    assert "CT window 'soft_tissue' (-160 to 240 HU), i.e. -158 HU" in msg
+    assert "largest foreground fraction found is 0.0156 (1.56%, slice 2 of 'p1'), below the 0.05 required" in msg
+    assert "lower --min_foreground_fraction (to 0.0156 or less" in msg and "--ct_window" in msg
+    assert info.value.problems == []
+    # without a CT window: the threshold is in the data's own units, the automatic one is named; no CT hint
+    with pytest.raises(DataValidationError) as info:
+        half = VolumeToSlicesd("image", min_foreground_fraction=0.5)
+        SliceDataset([{"image": _ct_volume() + 1000.0, "case_id": "x"}], None, slicer=half, progress=False)
+    msg = str(info.value)
+    assert "automatic foreground_threshold 10.4 (minimum + 1% of the range of 'x'" in msg and "--ct_window" not in msg
+    assert "min_foreground_fraction=0.5 (50%)" in msg and "0.0156" in msg
+    # one volume emptied, another kept: a warning, not an error
+    records.append({"image": _ct_volume(case_body=True), "label": 1, "case_id": "p2"})
+    with caplog.at_level("WARNING", logger="medsyn_monai.data.slice_dataset"):
+        ds = SliceDataset(records, preprocess, slicer=slicer, progress=False)
+    assert ds.case_ids == ["p2"] and "slice 2 of 'p1'" in caplog.text
 
 
 def test_load_time_bad_file_reported_with_path(tmp_path):

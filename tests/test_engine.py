@@ -232,8 +232,15 @@ def test_sampler_errors(tmp_path):
                          (1, 8, 8))  # fmt: skip
     with pytest.raises(RuntimeError, match="does not fit"):
         s.run()
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"class_labels \[3\]: not classes of the model, whose classes are \['a'\]"):
         DiffusionSampler(_net(), None, sched, "x", tmp_path, 2, (1, 8, 8), class_names=["a"], class_labels=[3])
+    with pytest.raises(ValueError, match=r"class_labels \['c'\]: not classes"):
+        DiffusionSampler(_net(), None, sched, "x", tmp_path, 2, (1, 8, 8), class_names=["a", "b"], class_labels=["c"])
+    by_name = DiffusionSampler(_net(), None, sched, "x", tmp_path, 2, (1, 8, 8), class_names=["a", "b"],
+                               class_labels=["b"], num_samples_per_class=3)  # fmt: skip
+    assert by_name.class_labels == [1] and by_name.num_samples == 3
+    with pytest.raises(ValueError, match="num_samples_per_class"):
+        DiffusionSampler(_net(), None, sched, "x", tmp_path, 2, (1, 8, 8), num_samples_per_class=0)
 
 
 def test_exponential_moving_average_handler():
@@ -258,8 +265,11 @@ def test_exponential_moving_average_handler():
         ExponentialMovingAverage(net, decay=1.0)
     with pytest.raises(ValueError, match="separate"):
         ExponentialMovingAverage(net, net)
-    with pytest.raises(ValueError, match="either warmup_iters"):
-        ExponentialMovingAverage(net, decay=0.99, warmup_iters=10, adaptive=True)
+    adaptive = ExponentialMovingAverage(net, decay=0.99, warmup_iters=10, adaptive="true")  # its own warm-up
+    assert adaptive.adaptive is True and adaptive._momentum_lambda_obj is None  # no linear warm-up
+    assert ExponentialMovingAverage(net, decay=0.99, warmup_iters=10)._momentum_lambda_obj is not None
+    with pytest.raises(ValueError, match="warmup_iters"):
+        ExponentialMovingAverage(net, decay=0.99, warmup_iters=-1)
 
 
 def test_adaptive_ema_follows_the_iteration_and_resumes():

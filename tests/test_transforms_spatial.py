@@ -95,6 +95,30 @@ def test_volume_to_slices_hu_threshold():
     assert VolumeToSlices(min_foreground_fraction=0.1).select_indices(vol) == [0, 1, 2, 3, 4]
 
 
+def test_volume_to_slices_foreground_report_explains_the_filter():
+    vol = np.zeros((1, 8, 8, 6), dtype=np.float32)
+    vol[0, 2:6, 2:6, 1] = 1.0  # 16 / 64 = 25 %
+    vol[0, 0:8, 0:4, 4] = 0.5  # 50 %
+    t = VolumeToSlices(min_foreground_fraction=0.6, foreground_threshold=0.2)
+    assert t.foreground_fractions(vol) == [0.0, 0.25, 0.0, 0.0, 0.5, 0.0] and t.threshold_of(vol) == 0.2
+    report = t.foreground_report(vol)
+    assert (report.threshold, report.threshold_given, report.min_fraction) == (0.2, True, 0.6)
+    assert (report.num_slices, report.num_kept, report.max_fraction, report.max_index) == (6, 0, 0.5, 4)
+    assert t(vol) == []
+    # automatic threshold (min + 1 % of the range); the range limits where the best slice is searched
+    report = VolumeToSlices(min_foreground_fraction=0.3, end=3).foreground_report(vol)
+    assert report.threshold == pytest.approx(0.01) and not report.threshold_given
+    assert (report.num_slices, report.num_kept, report.max_fraction, report.max_index) == (3, 0, 0.25, 1)
+    report = VolumeToSlices(min_foreground_fraction=0.2, start=6).foreground_report(vol)  # empty range
+    assert (report.num_slices, report.max_fraction, report.max_index) == (0, 0.0, None)
+    # dictionary version: the first key decides; 2D images are never filtered
+    report = VolumeToSlicesd("image", min_foreground_fraction=0.3).foreground_report({"image": vol})
+    assert (report.num_kept, report.max_index) == (1, 4)
+    assert VolumeToSlicesd("image").foreground_report({"image": vol[..., 0]}) is None
+    with pytest.raises(ValueError, match="3D volume"):
+        t.foreground_fractions(vol[..., 0])
+
+
 def test_volume_to_slices_metatensor_meta_and_affine():
     affine = torch.tensor(
         [[2.0, 0.0, 0.0, 10.0], [0.0, 3.0, 0.0, 20.0], [0.0, 0.0, 4.0, 30.0], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64

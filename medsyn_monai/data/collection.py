@@ -17,7 +17,7 @@ import pydicom
 
 from medsyn_monai.data.dicom_reader import DICOM_SUFFIXES, is_dicom_file
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
-from medsyn_monai.data.loader import JPEG_SUFFIXES, NIFTI_SUFFIXES, PNG_SUFFIXES
+from medsyn_monai.data.loader import JPEG_SUFFIXES, NIFTI_SUFFIXES, PNG_SUFFIXES, TIFF_SUFFIXES, tiff_header_problem
 from medsyn_monai.data.split import split_by_case
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import DatasetLayout, SourceFormat, Split
@@ -26,7 +26,7 @@ __all__ = ["ImageCollection"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXTENSIONS = DICOM_SUFFIXES + NIFTI_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES
+DEFAULT_EXTENSIONS = DICOM_SUFFIXES + NIFTI_SUFFIXES + PNG_SUFFIXES + JPEG_SUFFIXES + TIFF_SUFFIXES
 _DOC_SUFFIXES = (".md", ".txt", ".json", ".csv", ".npz", ".npy", ".yaml", ".yml", ".pdf", ".html", ".xml", ".zip")
 _EXPECTED = "expected one of: class folders, a CSV manifest, a MedMNIST .npz, DICOM series folders or image files"
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -75,7 +75,8 @@ class ImageCollection:
     - ``npz``: a MedMNIST ``.npz`` at the root (or ``root`` is the file): ``{train,val,test}_images`` and
       ``_labels``; the split comes from the key, ``case_id`` is ``f"{split}_{index}"``, ``image`` is the array.
     - ``class_folders``: every sub-folder is a class, holding image files (one case each, DICOM files sharing a
-      SeriesInstanceUID form one series case) and/or DICOM series sub-folders (one case each).
+      SeriesInstanceUID form one series case; a multi-page TIFF is one volume case) and/or DICOM series
+      sub-folders (one case each).
     - ``series_folders``: every sub-folder is one DICOM series (its own files are DICOM slices of one series);
       unlabelled, one case per folder.
     - ``loose_files``: image files directly under the root (DICOM grouped into series by SeriesInstanceUID),
@@ -83,7 +84,8 @@ class ImageCollection:
 
     ``README*``, ``*.md``, ``*.txt``, ``*.json``, other ``*.csv`` and hidden files are ignored. Every file is checked
     at header level (not a DICOM file, unreadable or truncated header or pixel data, no pixel data, not a
-    NIfTI/PNG/JPEG file), as are empty folders, CSV rows naming missing files and unknown labels. All problems are
+    NIfTI/PNG/JPEG/TIFF file, a TIFF whose pixel data is truncated or whose layout, colour space or compression
+    cannot be read), as are empty folders, CSV rows naming missing files and unknown labels. All problems are
     collected and passed to :func:`~medsyn_monai.data.handle_problems`: an error listing all of them, or (with
     ``skip_bad_files``) a warning, a CSV report at ``report_path`` and records without those files.
 
@@ -101,7 +103,7 @@ class ImageCollection:
         skip_bad_files: skip bad files (and report them) instead of raising; the command-line spellings of
             :func:`~medsyn_monai.utils.as_bool` are accepted.
         report_path: CSV report of the skipped files (``path,stage,reason``).
-        extensions: image file suffixes to consider (default: DICOM, NIfTI, PNG, JPEG); files without a known
+        extensions: image file suffixes to consider (default: DICOM, NIfTI, PNG, JPEG, TIFF); files without a known
             suffix are still taken when they carry the DICOM preamble.
 
     Raises:
@@ -296,6 +298,8 @@ class ImageCollection:
                 return SourceFormat.PNG
             if suffix in JPEG_SUFFIXES:
                 return SourceFormat.JPEG
+            if suffix in TIFF_SUFFIXES:
+                return SourceFormat.TIFF
         if suffix in _DOC_SUFFIXES or suffix in DEFAULT_EXTENSIONS:
             return None
         return SourceFormat.DICOM if is_dicom_file(path) else None  # e.g. IM0001, 1.2.840.xxx.1
@@ -310,6 +314,8 @@ class ImageCollection:
             return self._check_dicom(path)
         if fmt == SourceFormat.NIFTI:
             return None, self._check_nifti(path)
+        if fmt == SourceFormat.TIFF:
+            return None, self._check_tiff(path)
         return None, self._check_pil(path, fmt)
 
     def _check_dicom(self, path: Path) -> tuple[str | None, BadFileError | None]:
@@ -374,6 +380,11 @@ class ImageCollection:
         except Exception as e:
             return BadFileError(path, f"not a {name} image ({type(e).__name__}: {e})")
         return None
+
+    @staticmethod
+    def _check_tiff(path: Path) -> BadFileError | None:
+        problem = tiff_header_problem(path)
+        return None if problem is None else BadFileError(path, problem)
 
     def _rel(self, path: Path) -> str:
         base = self.root if self.root.is_dir() else self.root.parent
@@ -609,7 +620,9 @@ class ImageCollection:
         fmt = self._candidate_format(target)
         if fmt is None:
             self.problems.append(
-                BadFileError(target, f"listed in {csv_name} row {line} but is not a DICOM, NIfTI, PNG or JPEG file")
+                BadFileError(
+                    target, f"listed in {csv_name} row {line} but is not a DICOM, NIfTI, PNG, JPEG or TIFF file"
+                )
             )
             return []
         _, problem = self._check_file(target, fmt)

@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from medsyn_monai.utils.cli import as_bool
+
 __all__ = ["PRIOR_KEY", "PriorPreservationDataset", "prior_preservation_collate"]
 
 #: batch key marking prior (class) images: ``True`` for prior images, ``False`` for instance images
@@ -89,11 +91,16 @@ class PriorPreservationDataset(Dataset):
         class_label: class index of the parent class (the prior images' class).
         prior_loss_weight: loss weight of the prior samples (DreamBooth's lambda, 1 by default).
         instance_loss_weight: loss weight of the instance samples.
-        num_repeats: how many times the instance images are seen per epoch (at least).
+        num_repeats: how many times the instance images are seen per epoch (at least); ``None``: enough times for
+            ``min_length`` items.
+        min_length: with ``num_repeats=None``, the epoch's minimum number of items (e.g. the number of class
+            images, so that fine-tuning with and without prior preservation sees the instances equally often).
         transform: optional callable applied to every entry (dict in, dict out) after labels and weights are set.
         image_key: key of the images.
         label_key: key of the labels.
         weight_key: key of the per-sample loss weights (the trainer's ``sample_weight_key``).
+        with_prior_preservation: use ``class_data`` (``False``: ignore it, fine-tune on the instances alone; the
+            command-line spellings of :func:`~medsyn_monai.utils.as_bool` are accepted).
 
     Raises:
         ValueError: empty datasets, negative weights, ``num_repeats < 1``, negative labels.
@@ -118,12 +125,16 @@ class PriorPreservationDataset(Dataset):
         class_label: int,
         prior_loss_weight: float = 1.0,
         instance_loss_weight: float = 1.0,
-        num_repeats: int = 1,
+        num_repeats: int | None = 1,
         transform: Callable | None = None,
         image_key: str = "image",
         label_key: str = "label",
         weight_key: str = "loss_weight",
+        min_length: int = 1,
+        with_prior_preservation: bool = True,
     ) -> None:
+        if not as_bool(with_prior_preservation, "with_prior_preservation"):
+            class_data = None
         if len(instance_data) == 0:  # type: ignore[arg-type]
             raise ValueError("instance_data is empty: few-shot fine-tuning needs at least one instance image.")
         if class_data is not None and len(class_data) == 0:  # type: ignore[arg-type]
@@ -132,6 +143,8 @@ class PriorPreservationDataset(Dataset):
             raise ValueError(f"labels must be non-negative class indices, got {instance_label}, {class_label}.")
         if prior_loss_weight < 0 or instance_loss_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got {instance_loss_weight}, {prior_loss_weight}.")
+        if num_repeats is None:
+            num_repeats = max(1, -(-int(min_length) // len(instance_data)))  # type: ignore[arg-type]
         if isinstance(num_repeats, bool) or int(num_repeats) != num_repeats or num_repeats < 1:
             raise ValueError(f"num_repeats must be an integer >= 1, got {num_repeats!r}.")
         if transform is not None and not callable(transform):

@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
+from medsyn_monai.utils.cli import as_bool
+from medsyn_monai.utils.enums import ScaleSource
+
+if TYPE_CHECKING:  # data does not import transforms at run time (same level of the package)
+    from medsyn_monai.transforms.spatial.array import SliceFilterReport
 
 __all__ = ["SliceDataset"]
 
@@ -23,6 +29,133 @@ _PROGRESS_MIN_RECORDS = 20
 
 class _ConfigError(ValueError):
     """A setting error (not a bad file): raised at once instead of being reported per file."""
+
+
+@dataclass
+class _EmptiedVolume:
+    """A volume of which the slicer kept no slice, and why (when the slicer can tell)."""
+
+    case: str
+    report: SliceFilterReport | None
+    meaning: str  # what the threshold means in the data's units ("" when unknown)
+    is_ct: bool  # a CT window was applied, or the image is CT: suggest --ct_window
+
+
+def _walk(transform: Any, depth: int = 0) -> Iterator[Any]:
+    """``transform`` and the transforms it wraps (``Compose`` members, dictionary versions' array transforms)."""
+    if transform is None or depth > 6:
+        return
+    yield transform
+    members = getattr(transform, "transforms", None)
+    if isinstance(members, (list, tuple)):
+        for member in members:
+            yield from _walk(member, depth + 1)
+    for attr in ("transform", "windower", "window"):
+        inner = getattr(transform, attr, None)
+        if inner is not None and inner is not transform and not isinstance(inner, (str, int, float, tuple)):
+            yield from _walk(inner, depth + 1)
+
+
+def _bit_depth(image: Any) -> int | None:
+    bits = getattr(image, "meta", {}).get("bit_depth")
+    try:
+        return None if bits is None else int(bits)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_ct_window(t: Any) -> bool:
+    """Duck-typed :class:`~medsyn_monai.transforms.CTWindow`."""
+    return all(hasattr(t, a) for a in ("hu_range", "display", "scaler", "b_min", "b_max"))
+
+
+def _is_scaling(t: Any) -> bool:
+    """Duck-typed :class:`~medsyn_monai.transforms.ScaleToRange`."""
+    return all(hasattr(t, a) for a in ("source", "source_range", "b_min", "b_max"))
+
+
+def _threshold_meaning(preprocess: Any, image: Any, threshold: float) -> tuple[str, bool]:
+    """What ``threshold`` (in the units of the preprocessed image) is in the data's own units, and whether it is CT.
+
+    The last CT window or intensity scaling of ``preprocess`` decides.
+    """
+    meta = getattr(image, "meta", {}) or {}
+    is_ct = str(meta.get("modality") or "").upper() == "CT"
+    step = None
+    for t in _walk(preprocess):
+        if _is_ct_window(t) or _is_scaling(t):
+            step = t
+    if step is None:
+        return ("in HU, the loaded CT's own units" if is_ct else "in the loaded image's own intensity units"), is_ct
+
+    def back(a_min: float, a_max: float) -> float:
+        return a_min + (threshold - step.b_min) / (step.b_max - step.b_min) * (a_max - a_min)
+
+    scale = f"on the [{step.b_min:g}, {step.b_max:g}] output"
+    window = _is_ct_window(step)
+    if window and not step.display:
+        lo, hi = step.hu_range
+        presets = getattr(step, "PRESETS", {})
+        names = [n for n, lw in presets.items() if tuple(lw) == (step.level, step.width)]
+        name = f"'{names[0]}' " if names else ""
+        return f"{scale} of the CT window {name}({lo:g} to {hi:g} HU), i.e. {back(lo, hi):.0f} HU", True
+    source = getattr(step.scaler, "source", None) if window else step.source
+    is_ct = is_ct or window
+    what = "CT window 'display'" if window else "intensity scaling"
+    if isinstance(source, tuple):
+        return f"{scale} of the {what} of [{source[0]:g}, {source[1]:g}], i.e. {back(*source):.4g}", is_ct
+    bits = _bit_depth(image)
+    if source == ScaleSource.AUTO and bits is not None:
+        top = float(2**bits - 1)
+        return f"{scale} of the {what} of the {bits}-bit range [0, {top:g}], i.e. {back(0.0, top):.4g}", is_ct
+    return f"{scale} of the {what} of each image's own minimum and maximum", is_ct
+
+
+def _pct(fraction: float) -> str:
+    return f"{100.0 * fraction:.3g}%"
+
+
+def _emptied_message(emptied: list[_EmptiedVolume]) -> str:
+    """Why the slicer kept no slice: the filter's threshold and fraction, the best fraction found, what to change."""
+    reports = [e for e in emptied if e.report is not None]
+    head = f"the slicer kept no slice of {len(emptied)} volume(s)"
+    if not reports:
+        return f"{head} (e.g. {emptied[0].case}); check its range (start/end/step) and filter settings"
+    best = max(reports, key=lambda e: e.report.max_fraction)  # type: ignore[union-attr]
+    r: SliceFilterReport = best.report  # type: ignore[assignment]
+    n_slices = sum(e.report.num_slices for e in reports)  # type: ignore[union-attr]
+    if r.threshold_given:
+        threshold = f"foreground_threshold={r.threshold:g}"
+        details = [best.meaning] if best.meaning else []
+    else:
+        threshold = f"the automatic foreground_threshold {r.threshold:.4g}"
+        details = [f"minimum + 1% of the range of {best.case}", *([best.meaning] if best.meaning else [])]
+    if details:
+        threshold += f" ({'; '.join(details)})"
+    if r.max_index is None:
+        found = "the start/end/step range selects no slice"
+    else:
+        found = (
+            f"the largest foreground fraction found is {r.max_fraction:.3g} ({_pct(r.max_fraction)}, slice "
+            f"{r.max_index} of {best.case}), below the {r.min_fraction:g} required"
+        )
+    if r.max_index is None:
+        fixes = ["widen the slicer's start/end range"]
+    elif r.max_fraction > 0.0:
+        fixes = [f"lower --min_foreground_fraction (to {r.max_fraction:.3g} or less to keep that slice; 0 keeps all)"]
+    else:
+        fixes = ["set --min_foreground_fraction 0 to keep every slice (no pixel is above the threshold)"]
+    if any(e.is_ct for e in reports):
+        fixes.append(
+            "for CT choose a --ct_window whose range shows the body (e.g. --ct_window lung; --ct_window display for "
+            "CT exported as display grey levels)"
+        )
+    fixes.append("or lower the slicer's foreground_threshold in the config")
+    return (
+        f"{head} ({n_slices} slice(s) in range): the foreground filter keeps a slice when at least "
+        f"min_foreground_fraction={r.min_fraction:g} ({_pct(r.min_fraction)}) of its pixels are above {threshold}; "
+        f"{found}. To keep slices: {'; '.join(fixes)}."
+    )
 
 
 def _record_path(record: Mapping[str, Any], image_key: str) -> str:
@@ -71,7 +204,13 @@ class SliceDataset(Dataset):
         cache_dtype: dtype of the cached images (e.g. ``torch.float16`` to halve memory).
 
     Raises:
-        DataValidationError: records fail to load (without ``skip_bad_files``) or no slice is left.
+        DataValidationError: records fail to load (without ``skip_bad_files``) or no slice is left. When the
+            slicer's near-empty filter (:class:`~medsyn_monai.transforms.VolumeToSlicesd` with
+            ``min_foreground_fraction``) removed every slice, the message gives the ``foreground_threshold`` (and,
+            from the CT window or intensity scaling in ``preprocess``, what it is in the data's units, e.g. HU), the
+            ``min_foreground_fraction`` required, the largest foreground fraction found, and the settings to
+            change (``--min_foreground_fraction``, for CT ``--ct_window``). Volumes emptied while others kept slices
+            are logged as a warning.
         ValueError: slices of different shapes, a 3D image without ``slicer``, mixed labelled/unlabelled slices.
 
     Example:
@@ -102,6 +241,7 @@ class SliceDataset(Dataset):
                 raise ValueError(f"{name} must be callable or None, got {type(fn).__name__}.")
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable or None, got {type(transform).__name__}.")
+        skip_bad_files = as_bool(skip_bad_files, "skip_bad_files")
         self.preprocess = preprocess
         self.slicer = slicer
         self.slice_transform = slice_transform
@@ -109,7 +249,10 @@ class SliceDataset(Dataset):
         self.image_key = image_key
         self.label_key = label_key
         self.cache_dtype = cache_dtype
+        self.skip_bad_files = skip_bad_files
+        self.report_path = report_path
         self.problems: list[BadFileError] = []
+        self._emptied: list[_EmptiedVolume] = []
 
         records = list(data)
         iterator: Any = records
@@ -136,13 +279,14 @@ class SliceDataset(Dataset):
             append=True,
         )
         if not images:
-            raise DataValidationError(
-                self.problems,
-                "SliceDataset",
-                report_path,
-                message=f"no slice left to train on out of {len(records)} record(s)"
-                + (f" ({len(self.problems)} skipped as bad files)" if self.problems else ""),
-            )
+            message = f"no slice left to train on out of {len(records)} record(s)"
+            if self.problems:
+                message += f" ({len(self.problems)} skipped as bad files)"
+            if self._emptied:
+                message += f": {_emptied_message(self._emptied)}"
+            raise DataValidationError(self.problems, "SliceDataset", report_path, message=message)
+        if self._emptied:
+            logger.warning("%s; they are left out.", _emptied_message(self._emptied))
         shapes = Counter(tuple(im.shape) for im in images)
         if len(shapes) > 1:
             examples = {}
@@ -189,6 +333,8 @@ class SliceDataset(Dataset):
                         f"got a 3D image of shape {tuple(image.shape)} but no slicer to cut it into 2D slices"
                     )
                 slices = [dict(s) for s in self.slicer(item)]
+                if not slices:
+                    self._note_emptied(record, item)
                 for s in slices:
                     s.setdefault("case_id", record.get("case_id"))
                     if self.label_key in item:
@@ -207,6 +353,21 @@ class SliceDataset(Dataset):
             return None
         return slices
 
+    def _note_emptied(self, record: Mapping[str, Any], item: Mapping[str, Any]) -> None:
+        """Remember a volume of which the slicer kept no slice, with the slicer's explanation when it has one."""
+        case = repr(str(record.get("case_id", _record_path(record, self.image_key))))
+        report_of = getattr(self.slicer, "foreground_report", None)
+        report: SliceFilterReport | None = None
+        meaning, is_ct = "", False
+        if callable(report_of):
+            try:
+                report = report_of(item)
+                if report is not None:
+                    meaning, is_ct = _threshold_meaning(self.preprocess, item.get(self.image_key), report.threshold)
+            except Exception:  # an explanation only: never fail because of it
+                logger.debug("cannot explain the empty slicing of %s", case, exc_info=True)
+        self._emptied.append(_EmptiedVolume(case, report, meaning, is_ct))
+
     def _image_of(self, item: Mapping[str, Any], record: Mapping[str, Any]) -> torch.Tensor:
         image = item[self.image_key]
         image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(np.asarray(image))
@@ -216,6 +377,34 @@ class SliceDataset(Dataset):
                 f"{_record_path(record, self.image_key)}; check the slicer / slice_transform."
             )
         return image.detach().to(device="cpu", dtype=self.cache_dtype).contiguous()
+
+    def with_data(
+        self, data: Sequence[Mapping[str, Any]], transform: Callable | None = None, progress: bool = False
+    ) -> SliceDataset:
+        """Another split (or any records) loaded exactly like this dataset: same preprocessing, slicing, slice
+        transform, keys, bad-file handling and report, with its own per-item ``transform`` (default: none, e.g. the
+        validation and test images of a training set with augmentation).
+
+        Example:
+            >>> import torch
+            >>> train = SliceDataset([{"image": torch.zeros(1, 4, 4), "label": 0}], preprocess=None)
+            >>> test = train.with_data([{"image": torch.ones(1, 4, 4), "label": 1}])
+            >>> len(test), test.labels.tolist()
+            (1, [1])
+        """
+        return SliceDataset(
+            data,
+            self.preprocess,
+            slicer=self.slicer,
+            slice_transform=self.slice_transform,
+            transform=transform,
+            image_key=self.image_key,
+            label_key=self.label_key,
+            skip_bad_files=self.skip_bad_files,
+            report_path=self.report_path,
+            progress=progress,
+            cache_dtype=self.cache_dtype,
+        )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.inferers import Inferer
 from monai.networks.schedulers import Scheduler
 from monai.utils import CommonKeys as Keys
+from monai.utils import convert_to_tensor
+from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from medsyn_monai.engines.prepare_batch import DiffusionPrepareBatch
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
+from medsyn_monai.networks.utils import FeatureHook, HookTarget
+from medsyn_monai.utils.cli import as_bool
+from medsyn_monai.utils.enums import ExpertInput
 
 __all__ = ["DiffusionTrainer"]
 
@@ -34,35 +39,41 @@ class DiffusionTrainer(SupervisedTrainer):
     ``amp=True`` enables CUDA mixed precision, ``compile=True`` uses ``torch.compile``. Gradient-norm clipping is an
     option (applied after AMP un-scaling). Variants of every bundle are options of this one engine.
 
-    Extended objective (only when ``feature_alignment``, ``sample_weight_key`` or ``noise_loss_weight != 1`` is set;
-    otherwise the iteration is MONAI's unchanged). The loss becomes
+    The objective, given to the MONAI trainer as its loss function at construction, is
 
     ``loss = noise_loss_weight * loss_noise + alignment_loss_weight * loss_align``
 
-    - ``loss_noise``: the pixel loss; with ``sample_weight_key`` the per-sample weights ``w_i`` of the batch entry
-      of that name weight the per-sample losses ``l_i`` (the mean of the pixel loss over each sample):
-      ``mean_i(w_i * l_i)``, or ``sum_i(w_i * l_i) / sum_i(w_i)`` with ``sample_weight_normalize`` (then weights
-      of 0 for some samples give the loss of the others alone), e.g. to weight prior-preservation images in few-shot
-      fine-tuning;
-    - ``loss_align``: :class:`~medsyn_monai.losses.FeatureAlignmentLoss` of the network's features of this forward
-      pass (feature-aligned diffusion; its hooks are attached to the network for the duration of :meth:`run`; the
-      expert sees ``x_t`` or ``x_0`` as the loss was configured). The projection's parameters must be given to the
-      optimizer (e.g. ``list(net.parameters()) + list(align.parameters())``) and saved with the checkpoint.
+    - ``loss_noise``: the pixel loss (``loss_function``, :class:`~medsyn_monai.losses.DiffusionLoss` by default);
+      with ``sample_weight_key`` the per-sample weights ``w_i`` of the batch entry of that name weight the
+      per-sample losses ``l_i`` (the mean of the pixel loss over each sample): ``mean_i(w_i * l_i)``, or
+      ``sum_i(w_i * l_i) / sum_i(w_i)`` with ``sample_weight_normalize`` (then weights of 0 for some samples give the
+      loss of the others alone), e.g. to weight prior-preservation images in few-shot fine-tuning;
+    - ``loss_align`` (feature-aligned diffusion, only with ``feature_alignment``): the trainer wires the parts of
+      feature alignment, each with one job: a :class:`~medsyn_monai.networks.utils.FeatureHook` reads the network's
+      features at ``align_module`` (default: the end of the down path) during the training forward pass only; the
+      frozen ``alignment_expert`` (a :class:`~medsyn_monai.networks.nets.FeatureExtractor`, e.g.
+      ``FeatureExtractor.from_expert_checkpoint(...)``) gives the expert's features of the noisy input ``x_t``
+      (``expert_input="noisy"``, read by a second hook on the network's input) or of the clean images
+      (``"clean"``); :class:`~medsyn_monai.losses.FeatureAlignmentLoss` (which owns the trainable projection)
+      compares them. The projection's parameters must be given to the optimizer (e.g.
+      ``list(net.parameters()) + list(align.parameters())``) and saved with the checkpoint. Expert and loss are
+      moved to the trainer's device.
 
-    ``engine.state.output`` then holds ``"loss"`` (the total, which is back-propagated), ``"loss_noise"`` and,
-    with alignment, ``"loss_align"`` (detached), for handlers such as
-    :class:`~medsyn_monai.handlers.TrainingStatsHandler` (``extra_keys``) or MONAI's ``TensorBoardStatsHandler``.
+    ``engine.state.output`` holds ``"loss"`` (the total, which is back-propagated) and, when the objective has
+    more than the plain pixel loss, ``"loss_noise"`` and, with alignment, ``"loss_align"`` (detached); their names
+    are in :attr:`loss_components`, which :class:`~medsyn_monai.handlers.TrainingStatsHandler` logs by default.
     AMP, gradient accumulation, clipping (of the network and projection parameters) and ``compile`` work as usual.
 
     Args:
-        device: device to train on.
+        device: device to train on (a ``torch.device`` or a string such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         max_epochs: number of epochs.
         train_data_loader: loader of dictionaries ``{"image": (B, C, *spatial) in [-1, 1], "label": (B,)}``.
         network: diffusion network with the signature ``net(x, timesteps, context=None, class_labels=None)``.
         optimizer: optimizer of ``network``'s parameters.
         scheduler: training noise scheduler (:mod:`monai.networks.schedulers`).
-        loss_function: loss between prediction and target; defaults to :class:`~medsyn_monai.losses.DiffusionLoss`
-            (L2).
+        loss_function: pixel loss between prediction and target; defaults to
+            :class:`~medsyn_monai.losses.DiffusionLoss` (L2). With ``sample_weight_key`` it must return one value per
+            sample (a ``DiffusionLoss`` is switched to ``reduction="none"`` for that).
         inferer: defaults to ``ConditionalDiffusionInferer(scheduler)``.
         label_key: batch key of the class labels for a class-conditional network, or ``None``.
         cond_drop_prob: probability of replacing a label by ``null_class_label`` (classifier-free guidance).
@@ -70,11 +81,16 @@ class DiffusionTrainer(SupervisedTrainer):
         max_grad_norm: clip the gradient norm to this value (``None``: no clipping).
         train_handlers: Ignite/MONAI handlers to attach.
         epoch_length: iterations per epoch (default: the loader's length).
-        amp: CUDA automatic mixed precision (float16 with gradient scaling).
+        amp: CUDA automatic mixed precision (float16 with gradient scaling); the command-line spellings of
+            :func:`~medsyn_monai.utils.as_bool` are accepted, as for ``compile``.
         compile: ``torch.compile`` the network.
         compile_kwargs: arguments of ``torch.compile``.
-        feature_alignment: a :class:`~medsyn_monai.losses.FeatureAlignmentLoss` built for ``network`` (``None``: no
-            alignment term).
+        feature_alignment: a :class:`~medsyn_monai.losses.FeatureAlignmentLoss` (``None``: no alignment term).
+        alignment_expert: the frozen expert features (``(B, C, H, W) -> (B, expert_dim)``); required with
+            ``feature_alignment``.
+        align_module: name of the network module whose output is aligned (``None``: the network's
+            :func:`~medsyn_monai.networks.utils.feature_point`).
+        expert_input: ``"noisy"`` (the expert sees ``x_t``, default) or ``"clean"`` (``x_0``, REPA).
         noise_loss_weight: weight ``w1`` of the pixel (denoising) loss.
         alignment_loss_weight: weight ``w2`` of the alignment loss (0.5 by default, REPA's ``lambda``).
         sample_weight_key: batch key of per-sample loss weights ``(B,)`` (non-negative), or ``None``.
@@ -82,9 +98,10 @@ class DiffusionTrainer(SupervisedTrainer):
         kwargs: any other :class:`~monai.engines.SupervisedTrainer` argument.
 
     Raises:
-        ValueError: non-positive ``max_grad_norm``; negative or non-finite loss weights; (during training) sample
-            weights missing from the batch, of the wrong length, negative or non-finite, or a loss function that does
-            not give one value per sample with ``sample_weight_key``.
+        ValueError: non-positive ``max_grad_norm``; negative or non-finite loss weights; alignment parts missing or
+            of mismatching sizes; (during training) sample weights missing from the batch, of the wrong length,
+            negative or non-finite, or a loss function that does not give one value per sample with
+            ``sample_weight_key``.
 
     Example:
         >>> import torch
@@ -95,8 +112,8 @@ class DiffusionTrainer(SupervisedTrainer):
         >>> trainer = DiffusionTrainer("cpu", 1, data, net, torch.optim.Adam(net.parameters()),
         ...                            DDPMScheduler(num_train_timesteps=100))
         >>> trainer.run()
-        >>> trainer.state.iteration
-        3
+        >>> trainer.state.iteration, trainer.loss_components
+        (3, [])
     """
 
     def __init__(
@@ -119,6 +136,9 @@ class DiffusionTrainer(SupervisedTrainer):
         compile: bool = False,
         compile_kwargs: dict | None = None,
         feature_alignment: FeatureAlignmentLoss | None = None,
+        alignment_expert: nn.Module | None = None,
+        align_module: str | None = None,
+        expert_input: str | ExpertInput = ExpertInput.NOISY,
         noise_loss_weight: float = 1.0,
         alignment_loss_weight: float = 0.5,
         sample_weight_key: str | None = None,
@@ -130,71 +150,102 @@ class DiffusionTrainer(SupervisedTrainer):
         for name, value in (("noise_loss_weight", noise_loss_weight), ("alignment_loss_weight", alignment_loss_weight)):
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
-        if feature_alignment is not None and not isinstance(feature_alignment, FeatureAlignmentLoss):
-            raise ValueError(
-                f"feature_alignment must be a FeatureAlignmentLoss or None, got {type(feature_alignment)}."
-            )
-        prepare_batch = DiffusionPrepareBatch(
-            scheduler, label_key=label_key, cond_drop_prob=cond_drop_prob, null_class_label=null_class_label
-        )
-        kwargs.setdefault("decollate", False)  # the loss is all the handlers need; decollating costs time
-        super().__init__(
-            device=torch.device(device) if isinstance(device, str) else device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            network=network,
-            optimizer=optimizer,
-            loss_function=loss_function if loss_function is not None else DiffusionLoss(),
-            epoch_length=epoch_length,
-            prepare_batch=prepare_batch,
-            inferer=inferer if inferer is not None else ConditionalDiffusionInferer(scheduler),
-            train_handlers=train_handlers,
-            amp=amp,
-            compile=compile,
-            compile_kwargs=compile_kwargs,
-            **kwargs,
-        )
-        self.raw_network = network  # uncompiled module: what checkpoints and EMA refer to
-        self.noise_scheduler = scheduler
-        self.max_grad_norm = max_grad_norm
-        self.feature_alignment = feature_alignment
+        if str(expert_input) not in [e.value for e in ExpertInput]:
+            raise ValueError(f"expert_input must be one of {[e.value for e in ExpertInput]}, got {expert_input!r}.")
+        device = torch.device(device)
+        self.raw_network = network  # uncompiled module: what checkpoints, EMA and the feature hooks refer to
+        self.pixel_loss: Callable = loss_function if loss_function is not None else DiffusionLoss()
         self.noise_loss_weight = float(noise_loss_weight)
         self.alignment_loss_weight = float(alignment_loss_weight)
         self.sample_weight_key = sample_weight_key
-        self.sample_weight_normalize = bool(sample_weight_normalize)
-        self.extended_loss = feature_alignment is not None or sample_weight_key is not None or noise_loss_weight != 1
-        self.pixel_loss = self.loss_function  # the denoising loss; `loss_function` is the total in extended mode
+        self.sample_weight_normalize = as_bool(sample_weight_normalize, "sample_weight_normalize")
+        self.expert_input = ExpertInput(expert_input)
+        self.feature_alignment, self.alignment_expert = self._alignment_parts(
+            feature_alignment, alignment_expert, device
+        )
+        self.feature_hook: FeatureHook | None = None
+        self.input_hook: FeatureHook | None = None
+        if self.feature_alignment is not None:
+            self.feature_hook = FeatureHook(network, align_module)
+            if self.feature_hook.channels not in (None, self.feature_alignment.diffusion_dim):
+                raise ValueError(
+                    f"the aligned features ({self.feature_hook.module_name!r}) have {self.feature_hook.channels} "
+                    f"channels but the FeatureAlignmentLoss expects {self.feature_alignment.diffusion_dim}."
+                )
+            if self.expert_input == ExpertInput.NOISY:
+                self.input_hook = FeatureHook(network, "", HookTarget.INPUT)
         self._per_sample_loss: Callable | None = None
         if sample_weight_key is not None:
             pixel = self.pixel_loss
             per_sample = isinstance(pixel, DiffusionLoss) and pixel.reduction == "mean"
             self._per_sample_loss = DiffusionLoss(pixel.loss_type, reduction="none") if per_sample else pixel
-        if self.extended_loss:
-            self.loss_function = self._total_loss
+        #: names of the loss terms written to ``engine.state.output`` besides ``"loss"``
+        self.loss_components: list[str] = []
+        if self.feature_alignment is not None or sample_weight_key is not None or self.noise_loss_weight != 1:
+            self.loss_components = ["loss_noise"] + (["loss_align"] if self.feature_alignment is not None else [])
+        prepare_batch = DiffusionPrepareBatch(
+            scheduler, label_key=label_key, cond_drop_prob=cond_drop_prob, null_class_label=null_class_label
+        )
+        kwargs.setdefault("decollate", False)  # the loss is all the handlers need; decollating costs time
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=self._objective,
+            epoch_length=epoch_length,
+            prepare_batch=prepare_batch,
+            inferer=inferer if inferer is not None else ConditionalDiffusionInferer(scheduler),
+            train_handlers=train_handlers,
+            amp=as_bool(amp, "amp"),
+            compile=as_bool(compile, "compile"),
+            compile_kwargs=compile_kwargs,
+            **kwargs,
+        )
+        self.noise_scheduler = scheduler
+        self.max_grad_norm = max_grad_norm
         self._sample_weights: torch.Tensor | None = None
         self._batch_checked = False
         self.add_event_handler(Events.ITERATION_STARTED, self._check_first_batch)
         if max_grad_norm is not None:
             self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._clip_gradients)
 
-    def run(self) -> None:  # type: ignore[override]
-        """Train; with ``feature_alignment`` its hooks are on the network during the run and removed afterwards."""
-        if self.feature_alignment is None:
-            return super().run()
-        with self.feature_alignment.attached(self.raw_network):
-            return super().run()
+    @staticmethod
+    def _alignment_parts(
+        loss: FeatureAlignmentLoss | None, expert: nn.Module | None, device: torch.device
+    ) -> tuple[FeatureAlignmentLoss | None, nn.Module | None]:
+        """Check the feature-alignment parts and put them on the training device."""
+        if loss is None:
+            return None, None
+        if not isinstance(loss, FeatureAlignmentLoss):
+            raise ValueError(f"feature_alignment must be a FeatureAlignmentLoss or None, got {type(loss)}.")
+        if expert is None:
+            raise ValueError(
+                "feature_alignment needs alignment_expert: the frozen expert's features (e.g. "
+                "FeatureExtractor.from_expert_checkpoint(<output_dir>/models/expert/best_model.pt))."
+            )
+        dim = getattr(expert, "feature_dim", None)
+        if isinstance(dim, int) and dim != loss.expert_dim:
+            raise ValueError(f"the expert gives {dim} features but the FeatureAlignmentLoss expects {loss.expert_dim}.")
+        expert.requires_grad_(False)
+        return loss.to(device), expert.to(device).eval()
+
+    @contextmanager
+    def _recording(self) -> Iterator[None]:
+        """The feature hooks record during the training forward pass only."""
+        with ExitStack() as stack:
+            for hook in (self.feature_hook, self.input_hook):
+                if hook is not None:
+                    stack.enter_context(hook.recording())
+            yield
 
     def _iteration(self, engine: SupervisedTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
-        """MONAI's iteration; in extended mode the sample weights of the batch are read first for the loss."""
-        if not self.extended_loss:
-            return super()._iteration(engine, batchdata)
-        if self.feature_alignment is not None:
-            if not self.feature_alignment.is_attached:
-                raise RuntimeError("feature_alignment is not attached to the network: train with trainer.run().")
-            self.feature_alignment.clear()
+        """MONAI's iteration, with the batch's sample weights read first and the feature hooks recording."""
         self._sample_weights = self._read_sample_weights(batchdata, engine.state.device)
         try:
-            return super()._iteration(engine, batchdata)
+            with self._recording():
+                return super()._iteration(engine, batchdata)
         finally:
             self._sample_weights = None
 
@@ -203,16 +254,14 @@ class DiffusionTrainer(SupervisedTrainer):
             return None
         if not isinstance(batchdata, dict) or self.sample_weight_key not in batchdata:
             raise ValueError(f"the batch has no {self.sample_weight_key!r} entry (sample_weight_key).")
-        weights = batchdata[self.sample_weight_key]
-        weights = weights.as_tensor() if isinstance(weights, MetaTensor) else torch.as_tensor(weights)
+        weights = convert_to_tensor(batchdata[self.sample_weight_key], track_meta=False)
         weights = weights.detach().float().reshape(-1)
         if not torch.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(f"sample weights must be finite and >= 0, got {weights.tolist()}.")
         return weights.to(device)
 
-    def _total_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _objective(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``noise_loss_weight * loss_noise + alignment_loss_weight * loss_align``; components go to the output."""
-        output = self.state.output
         weights = self._sample_weights
         if weights is not None:
             per_sample = self._per_sample_loss(prediction, target)  # type: ignore[misc]
@@ -229,13 +278,30 @@ class DiffusionTrainer(SupervisedTrainer):
             )
         else:
             noise = self.pixel_loss(prediction, target).mean()
-        total = self.noise_loss_weight * noise
+        if not self.loss_components:
+            return noise
+        output = self.state.output
         output["loss_noise"] = noise.detach()
+        total = self.noise_loss_weight * noise
         if self.feature_alignment is not None:
-            align = self.feature_alignment.recorded_loss(clean_images=output[Keys.IMAGE])
-            total = total + self.alignment_loss_weight * align
+            align = self._alignment_loss(output[Keys.IMAGE])
             output["loss_align"] = align.detach()
+            total = total + self.alignment_loss_weight * align
         return total
+
+    def _alignment_loss(self, clean_images: torch.Tensor) -> torch.Tensor:
+        """The alignment loss of the forward pass just recorded by the feature hooks."""
+        assert self.feature_hook is not None and self.alignment_expert is not None
+        features = self.feature_hook.features
+        images = clean_images if self.input_hook is None else self.input_hook.features
+        if features is None or images is None:
+            raise RuntimeError(
+                "the feature hooks recorded nothing in this forward pass: the network being trained must be the one "
+                "the DiffusionTrainer was built with (its hooks are on that module)."
+            )
+        with torch.no_grad():
+            expert_features = self.alignment_expert(images.detach())
+        return self.feature_alignment(features, expert_features)  # type: ignore[misc]
 
     def _check_first_batch(self, engine: Engine) -> None:
         """Fail with a clear message when the data's channels do not match the network's ``in_channels``."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from torch import nn
 
 from medsyn_monai.utils.io import atomic_write, write_json
 
@@ -103,6 +104,19 @@ class BestCheckpointHandler:
                 self.best_value = float(record["value"])
                 self.best_epoch = record.get("epoch")
                 self.logger.info(f"best {self.metric_name} so far: {self.best_value} (epoch {self.best_epoch})")
+
+    def restore(self) -> nn.Module:
+        """Load the best weights saved so far into the network (e.g. before testing it) and return it.
+
+        Raises:
+            FileNotFoundError: nothing saved yet (no epoch was evaluated).
+        """
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"no best model in {self.save_dir} yet: no evaluation epoch has completed.")
+        state = torch.load(self.model_path, map_location="cpu", weights_only=True)
+        self.network.load_state_dict(state)
+        self.logger.info(f"restored the best weights ({self.metric_name} {self.best_value}) from {self.model_path}")
+        return self.network
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)

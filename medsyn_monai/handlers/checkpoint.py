@@ -39,7 +39,8 @@ class AtomicCheckpoint:
 
     Args:
         save_dir: folder for the checkpoint files (created if needed).
-        save_dict: name → object with ``state_dict``/``load_state_dict`` (network, EMA network, optimizer, ...).
+        save_dict: name → object with ``state_dict``/``load_state_dict`` (network, EMA network, optimizer, ...);
+            ``None`` entries are left out (e.g. the feature-alignment projection of a run without alignment).
         engine_key: name under which the engine this handler is attached to is added to ``save_dict`` (its epoch and
             iteration counters make resuming possible); ``None`` to leave it out. Adding it at ``attach`` avoids a
             circular reference in bundle configs (the trainer lists this handler).
@@ -83,10 +84,11 @@ class AtomicCheckpoint:
             raise ValueError(f"snapshot_epochs must be positive epoch numbers, got {list(snapshot_epochs or [])}.")
         if snapshots and model_key is None:
             raise ValueError("snapshot_epochs need model_key (the weights to keep).")
+        save_dict = {name: obj for name, obj in save_dict.items() if obj is not None}
         if model_key is not None and model_key not in save_dict:
             raise ValueError(f"model_key {model_key!r} is not in save_dict (keys: {sorted(save_dict)}).")
         self.save_dir = Path(save_dir)
-        self.save_dict = dict(save_dict)
+        self.save_dict = save_dict
         self.save_interval = save_interval
         self.engine_key = engine_key
         self.model_key = model_key

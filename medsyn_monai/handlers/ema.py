@@ -6,6 +6,8 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import EMAHandler
 
+from medsyn_monai.utils.cli import as_bool
+
 __all__ = ["ExponentialMovingAverage"]
 
 
@@ -17,7 +19,8 @@ class ExponentialMovingAverage(EMAHandler):
     network declared in the bundle config) lets other config items (checkpoints, sample grids) refer to it while this
     handler sits in the trainer's handler list. Early weights must not dominate a short run's average; two warm-ups:
 
-    - ``warmup_iters``: the decay rises linearly from ``0.9`` to ``decay`` over that many iterations;
+    - ``warmup_iters`` (without ``adaptive``): the decay rises linearly from ``0.9`` to ``decay`` over that many
+      iterations;
     - ``adaptive=True``: at trainer iteration ``t`` the decay is ``min(decay, (1 + t) / (10 + t))`` (the
       ``num_updates`` rule of TensorFlow's ``ExponentialMovingAverage``), so the average spans about ``t / 10`` recent
       iterations early on and ``1 / (1 - decay)`` later: one ``decay`` (e.g. 0.999) suits a 1,000-iteration demo
@@ -30,8 +33,9 @@ class ExponentialMovingAverage(EMAHandler):
             ``model``); ``None`` creates a copy (available as ``.ema_model``).
         decay: EMA decay in (0, 1).
         warmup_iters: iterations over which the decay rises linearly from 0.9 to ``decay`` (``None``: no warm-up).
-        adaptive: use the decay ``min(decay, (1 + t) / (10 + t))`` at iteration ``t`` instead (not with
-            ``warmup_iters``).
+        adaptive: use the decay ``min(decay, (1 + t) / (10 + t))`` at iteration ``t`` instead; it is its own warm-up,
+            so ``warmup_iters`` is then not used (a config can keep both keys and switch with ``--ema_adaptive``). The
+            command-line spellings of :func:`~medsyn_monai.utils.as_bool` are accepted.
         handle_buffers: as in Ignite (``"copy"``, ``"update"``, ``"ema_train"``).
 
     Example:
@@ -55,10 +59,10 @@ class ExponentialMovingAverage(EMAHandler):
     ) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}.")
-        if adaptive and warmup_iters:
-            raise ValueError("give either warmup_iters (linear warm-up) or adaptive=True, not both.")
-        self.adaptive = bool(adaptive)
-        warm = warmup_iters is not None and warmup_iters > 0 and decay > 0.9
+        self.adaptive = as_bool(adaptive, "adaptive")
+        if warmup_iters is not None and int(warmup_iters) < 0:
+            raise ValueError(f"warmup_iters must be >= 0 or None, got {warmup_iters}.")
+        warm = not self.adaptive and warmup_iters is not None and warmup_iters > 0 and decay > 0.9
         super().__init__(
             model,
             momentum=1.0 - decay,

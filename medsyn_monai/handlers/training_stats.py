@@ -25,7 +25,7 @@ class TrainingStatsHandler:
     inspected without TensorBoard. A run terminated inside an epoch (e.g. by
     :class:`~medsyn_monai.handlers.TimeBudget`) logs that partial epoch too. Expects ``engine.state.output["loss"]``
     (MONAI trainers) and the batch size from ``engine.state.output["image"]``. Further scalar entries of the output
-    named in ``extra_keys`` (e.g. ``"loss_noise"``, ``"loss_align"`` of
+    named in ``extra_keys`` (by default the engine's ``loss_components``, e.g. ``"loss_noise"``, ``"loss_align"`` of
     :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are logged the same way: ``train/<key>``
     per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the
     output never held the key).
@@ -36,7 +36,8 @@ class TrainingStatsHandler:
         csv_path: CSV file for the per-epoch table (appended to, so resumed runs keep their history) or ``None``.
         iteration_interval: iterations between TensorBoard iteration scalars.
         logger_name: name of the console logger.
-        extra_keys: further scalar entries of ``engine.state.output`` to log.
+        extra_keys: further scalar entries of ``engine.state.output`` to log (``None``: the ``loss_components`` of
+            the engine it is attached to, if it has any).
     """
 
     def __init__(
@@ -46,7 +47,7 @@ class TrainingStatsHandler:
         csv_path: str | Path | None = None,
         iteration_interval: int = 10,
         logger_name: str = "medsyn_monai.train",
-        extra_keys: Sequence[str] = (),
+        extra_keys: Sequence[str] | None = None,
     ) -> None:
         if iteration_interval < 1:
             raise ValueError(f"iteration_interval must be >= 1, got {iteration_interval}.")
@@ -55,7 +56,8 @@ class TrainingStatsHandler:
         self.csv_path = Path(csv_path) if csv_path is not None else None
         self.iteration_interval = iteration_interval
         self.logger = logging.getLogger(logger_name)
-        self.extra_keys = [str(k) for k in extra_keys]
+        self._default_keys = extra_keys is None
+        self.extra_keys: list[str] = [str(k) for k in extra_keys or ()]
         self.history: list[dict[str, float]] = []
         self._extra_sums: dict[str, float] = {}
         self._extra_counts: dict[str, int] = {}
@@ -70,6 +72,8 @@ class TrainingStatsHandler:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def attach(self, engine: Engine) -> None:
+        if self._default_keys:
+            self.extra_keys = [str(k) for k in getattr(engine, "loss_components", [])]
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)

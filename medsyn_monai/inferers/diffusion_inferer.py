@@ -11,6 +11,8 @@ from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import RFlowScheduler, Scheduler
 from monai.utils import optional_import
 
+from medsyn_monai.utils.cli import as_bool
+
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
 __all__ = ["ConditionalDiffusionInferer", "rescale_guidance"]
@@ -83,12 +85,15 @@ class ConditionalDiffusionInferer(DiffusionInferer):
 
     It can also run the network under ``torch.autocast`` with bfloat16, which roughly doubles CPU training and
     sampling speed on processors with AVX512-BF16 / AMX (see ``benchmarks/bench_networks.py``); the network output
-    is returned as float32.
+    is returned as float32. ``cpu_bf16=True`` does so only when the images are on the CPU (GPU training has its own
+    mixed precision, the trainer's ``amp``), so one config serves ``--device cpu`` and ``--device cuda``.
 
     Args:
         scheduler: the noise scheduler (DDPM, DDIM, PNDM or RFlow from :mod:`monai.networks.schedulers`).
         autocast_dtype: ``None`` (full precision), ``"bfloat16"`` or ``"float16"``: dtype of ``torch.autocast`` on
-            the input's device for the network's forward pass.
+            the input's device for the network's forward pass, on any device.
+        cpu_bf16: autocast to bfloat16 when the input is on the CPU (when ``autocast_dtype`` is ``None``); the
+            command-line spellings of :func:`~medsyn_monai.utils.as_bool` are accepted.
         guidance_scale: default classifier-free guidance weight ``w`` for :meth:`sample`.
         null_class_label: class index the network was trained with as "no class" (condition dropout); required
             when sampling with ``guidance_scale != 1``.
@@ -114,17 +119,22 @@ class ConditionalDiffusionInferer(DiffusionInferer):
         guidance_scale: float = 1.0,
         null_class_label: int | None = None,
         guidance_rescale: float = 0.0,
+        cpu_bf16: bool = False,
     ) -> None:
         super().__init__(scheduler)
         self.autocast_dtype = _autocast_dtype(autocast_dtype)
+        self.cpu_bf16 = as_bool(cpu_bf16, "cpu_bf16")
         self.guidance_scale = float(guidance_scale)
         self.null_class_label = null_class_label
         self.guidance_rescale = _check_rescale(guidance_rescale)
 
     def _autocast(self, device: torch.device):
-        if self.autocast_dtype is None:
+        dtype = self.autocast_dtype
+        if dtype is None and self.cpu_bf16 and device.type == "cpu":
+            dtype = torch.bfloat16
+        if dtype is None:
             return nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+        return torch.autocast(device_type=device.type, dtype=dtype)
 
     def _forward(
         self,

@@ -5,6 +5,7 @@ Every class has a dictionary version ``<Name>d`` with aliases ``<Name>D`` and ``
 
 from __future__ import annotations
 
+from .compose import OptionalCompose
 from .intensity import (
     CTWindow,
     CTWindowD,
@@ -47,6 +48,7 @@ from .spatial import (
 )
 
 __all__ = [
+    "OptionalCompose",
     "CTWindow",
     "RandCTWindow",
     "InvertMonochrome1",

@@ -1,3 +1,4 @@
+from .bundle_root import find_bundle_root
 from .cli import FALSE_STRINGS, NONE_STRINGS, TRUE_STRINGS, as_bool
 from .enums import (
     CTWindowPreset,
@@ -28,6 +29,7 @@ __all__ = [
     "TimeInjection",
     "as_bool",
     "atomic_write",
+    "find_bundle_root",
     "json_ready",
     "load_model_info",
     "make_grid",

@@ -108,6 +108,7 @@ class SourceFormat(StrEnum):
     NIFTI = "nifti"
     PNG = "png"
     JPEG = "jpeg"
+    TIFF = "tiff"
     NPZ = "npz"
 
 

@@ -1,8 +1,9 @@
 """Deterministic synthetic demo collections (digital phantoms, no patient data) so that every bundle runs on a fresh
 machine: CT DICOM series, chest X-ray, histology, dermoscopy and blood-cell images.
 
-One module per kind (``ct``, ``cxr``, ``cells``, ``histo``, ``derm``); :func:`create_demo` dispatches by kind, and
-:func:`prepare_demo` is what bundle configs call on their ``dataset_dir``.
+One module per kind (``ct``, ``cxr``, ``cells``, ``histo``, ``derm``), each importing only the helpers they share
+(:mod:`medsyn_monai.apps.demo.utils`); :func:`create_demo` dispatches by kind, and :func:`prepare_demo` is what bundle
+configs call on their ``dataset_dir``.
 """
 
 from __future__ import annotations

@@ -30,22 +30,14 @@ always give the same pixels, and the first images do not depend on ``num_per_cla
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
+from .utils import DemoSpec, blend, check_bool, check_rng, check_size, class_groups, smooth_noise, write_png_demo
 
-__all__ = [
-    "CELLS_DEMO_VERSION",
-    "CELLS_DEMO_CLASSES",
-    "cells_phantom",
-    "create_cells_demo",
-]
+__all__ = ["CELLS_DEMO_VERSION", "CELLS_DEMO_CLASSES", "cells_phantom", "create_cells_demo"]
 
 #: Version of the cell demo generator; part of ``dataset.json``, bump it when the output changes.
 CELLS_DEMO_VERSION = "1.0"
@@ -60,30 +52,10 @@ _PARASITE_RGB = np.array([0.36, 0.16, 0.50], dtype=np.float32)  # dark Giemsa pu
 _CHROMATIN_RGB = np.array([0.25, 0.08, 0.38], dtype=np.float32)  # darker chromatin dot
 
 
-def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < _MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {_MIN_SIZE} (pixels per side), got {size!r}.")
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Zero-mean, unit-ish low-frequency noise: a ``(cells + 1)^2`` random grid bilinearly upsampled to ``size^2``."""
-    grid = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
-    t = (np.arange(size, dtype=np.float32) + 0.5) * (cells / size)
-    i = np.minimum(t.astype(np.int64), cells - 1)
-    f = t - i
-    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]  # (size, cells + 1)
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
-
-
 def _disc(x: np.ndarray, y: np.ndarray, cx: float, cy: float, radius: float) -> np.ndarray:
     """Anti-aliased disc (1 inside, 0 outside, one-pixel linear ramp across the rim); lengths in pixels."""
     d = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
     return np.clip(radius - d + 0.5, 0.0, 1.0)
-
-
-def _blend(img: np.ndarray, alpha: np.ndarray, rgb: np.ndarray) -> None:
-    """In place: ``img = (1 - alpha) * img + alpha * rgb`` (``rgb`` a colour or an image)."""
-    img += alpha[..., None] * (rgb - img)
 
 
 def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = False) -> np.ndarray:
@@ -112,11 +84,9 @@ def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = 
         >>> np.array_equal(img, cells_phantom(np.random.default_rng([0, 0]), 64, parasitized=True))
         True
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
-    _check_size(size)
-    if not isinstance(parasitized, bool | np.bool_):
-        raise ValueError(f"parasitized must be a bool, got {parasitized!r}.")
+    check_rng(rng)
+    check_size(size, _MIN_SIZE)
+    check_bool("parasitized", parasitized)
     size = int(size)
     u = rng.uniform
     s = max(size / 64.0, 1.0)  # inclusion/spot scale (pixels at 64 px -> pixels here), never below the 64 px sizes
@@ -154,10 +124,10 @@ def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = 
     pale = u(0.25, 0.55) * np.exp(-((rho / u(0.3, 0.5)) ** 2))
     rim = u(0.08, 0.2) * np.exp(-(((1.0 - rho) / 0.15) ** 2))
     img = np.broadcast_to(base, (size, size, 3)).copy()
-    _blend(img, pale.astype(np.float32), pale_rgb)
+    blend(img, pale.astype(np.float32), pale_rgb)
     gx, gy = u(-0.12, 0.12), u(-0.12, 0.12)
     shade = (1.0 - rim) * (1.0 + gx * (x / size - 0.5) * 2 + gy * (y / size - 0.5) * 2) * u(0.88, 1.04)
-    shade = shade + u(0.01, 0.03) * _smooth_noise(rng, size, 6)
+    shade = shade + u(0.01, 0.03) * smooth_noise(rng, size, 6)
     img *= shade[..., None].astype(np.float32)
 
     def inside_point(max_rho: float) -> tuple[float, float]:
@@ -176,7 +146,7 @@ def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = 
             tint = img * np.array([dark, dark * u(0.88, 1.0), dark * u(0.88, 1.0)], dtype=np.float32)
         else:
             tint = img + (pale_rgb - img) * 0.5
-        _blend(img, spot, tint)
+        blend(img, spot, tint)
 
     # --- parasites: 1-3 dark purple inclusions inside the cell
     if parasitized:
@@ -188,10 +158,10 @@ def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = 
                 px, py = inside_point(max(0.0, 0.72 - (ring_r + 1.5) / radius))
                 d = np.sqrt((x - px) ** 2 + (y - py) ** 2)
                 ring = np.exp(-(((d - ring_r) / (u(0.6, 0.9) * s)) ** 2)) * opacity * u(0.6, 0.85)
-                _blend(img, (ring * mask).astype(np.float32), stain)
+                blend(img, (ring * mask).astype(np.float32), stain)
                 t = u(0.0, 2 * math.pi)
                 dot = _disc(x, y, px + ring_r * math.cos(t), py + ring_r * math.sin(t), u(1.3, 1.9) * s)
-                _blend(img, (dot * mask * max(opacity, 0.9)).astype(np.float32), _CHROMATIN_RGB * u(0.85, 1.15))
+                blend(img, (dot * mask * max(opacity, 0.9)).astype(np.float32), _CHROMATIN_RGB * u(0.85, 1.15))
             else:  # trophozoite: irregular blob of 2-4 lobes with darker chromatin
                 px, py = inside_point(max(0.0, 0.7 - 6.0 * s / radius))
                 field = np.zeros((size, size), dtype=np.float32)
@@ -200,35 +170,16 @@ def cells_phantom(rng: np.random.Generator, size: int = 64, parasitized: bool = 
                     sigma = u(1.2, 2.2) * s
                     field += np.exp(-((x - lx) ** 2 + (y - ly) ** 2) / (2 * sigma * sigma))
                 blob = np.clip((field - 0.45) * 4.0, 0.0, 1.0)
-                mottle = 1.0 + 0.12 * _smooth_noise(rng, size, max(4, size // 4))
-                _blend(img, (blob * mask * opacity).astype(np.float32), stain * mottle[..., None])
+                mottle = 1.0 + 0.12 * smooth_noise(rng, size, max(4, size // 4))
+                blend(img, (blob * mask * opacity).astype(np.float32), stain * mottle[..., None])
                 chrom = _disc(x, y, px + u(-1.5, 1.5) * s, py + u(-1.5, 1.5) * s, u(0.9, 1.4) * s)
-                _blend(img, (chrom * blob * mask * opacity).astype(np.float32), _CHROMATIN_RGB)
+                blend(img, (chrom * blob * mask * opacity).astype(np.float32), _CHROMATIN_RGB)
 
     img += rng.normal(0.0, u(0.006, 0.018), size=img.shape).astype(np.float32)
     img *= mask[..., None]  # black outside the cell, anti-aliased outline
     out = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
     out[mask <= 0.0] = 0
     return out
-
-
-def _expected_generator(num_per_class: int, size: int, seed: int) -> dict:
-    return {
-        "name": _GENERATOR_NAME,
-        "version": CELLS_DEMO_VERSION,
-        "parameters": {"num_per_class": int(num_per_class), "size": int(size), "seed": int(seed)},
-    }
-
-
-def _cells_demo_incomplete(root: Path, meta: dict) -> str | None:
-    images = meta.get("images", [])
-    missing = [im["path"] for im in images if not (root / im["path"]).is_file()]
-    if missing or len(images) != 2 * meta["generator"]["parameters"]["num_per_class"]:
-        return (
-            f"it holds the same demo but it is incomplete ({len(missing)} listed image(s) missing). "
-            f"Delete '{root}' and run again."
-        )
-    return None
 
 
 def _readme(generator: dict, counts: dict[str, int]) -> str:
@@ -258,20 +209,36 @@ the generator parameters (num_per_class={par["num_per_class"]}, size={par["size"
 """
 
 
+_SPEC = DemoSpec(
+    what="cells",
+    generator_name=_GENERATOR_NAME,
+    version=CELLS_DEMO_VERSION,
+    classes=CELLS_DEMO_CLASSES,
+    min_size=_MIN_SIZE,
+    name="medsyn_monai synthetic cells demo",
+    description=(
+        "SYNTHETIC DEMO DATA (computed Giemsa-stained red blood cell crops, not patient data): RGB PNG "
+        "images, class 'parasitized' has 1-3 dark purple inclusions inside the cell, 'uninfected' none."
+    ),
+    modality="microscopy",
+    readme=_readme,
+)
+
+
 def create_cells_demo(root: str | Path, num_per_class: int = 200, size: int = 64, seed: int = 0) -> Path:
     """Write the synthetic cell-microscopy demo: RGB PNG crops in ``parasitized`` / ``uninfected`` class folders.
 
     Layout: ``root/parasitized/cell_XXXX.png`` and ``root/uninfected/cell_XXXX.png``, plus ``root/README.md`` (which
     states that this is synthetic demo data) and ``root/dataset.json`` (name, description, classes, image list,
-    generator parameters and version). Everything is first written into ``root/.tmp_demo_*`` and moved into place at
-    the end, ``dataset.json`` last, so an interrupted run never leaves a collection that looks complete. If ``root``
-    already holds a complete demo with the same generator parameters, nothing is rewritten.
+    generator parameters and version). The folder is written atomically and only once
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
+    looks complete, and a ``root`` holding this very demo is returned untouched.
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
         num_per_class: images per class (>= 1); image ``j`` of class ``k`` is :func:`cells_phantom` drawn from
             ``numpy.random.default_rng([seed, 2 * j + k])``.
-        size: rows and columns of every image (>= 32).
+        size: rows and columns of every crop (>= 32); the cell scales with it.
         seed: collection seed (>= 0); the same arguments always give identical pixels.
 
     Returns:
@@ -282,47 +249,15 @@ def create_cells_demo(root: str | Path, num_per_class: int = 200, size: int = 64
             complete, identical demo.
 
     Example:
-        >>> import json, tempfile
-        >>> from pathlib import Path
+        >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     root = create_cells_demo(Path(tmp) / "cells", num_per_class=2, size=32)
-        ...     meta = json.loads((root / "dataset.json").read_text())
-        ...     sorted(p.name for p in root.iterdir()), len(list(root.rglob("*.png"))), meta["classes"]
-        (['README.md', 'dataset.json', 'parasitized', 'uninfected'], 4, ['parasitized', 'uninfected'])
+        ...     sorted(p.name for p in root.iterdir()), len(list(root.rglob("*.png")))
+        (['README.md', 'dataset.json', 'parasitized', 'uninfected'], 4)
     """
-    _check_int("num_per_class", num_per_class, 1)
-    _check_size(size)
-    _check_int("seed", seed, 0)
-    generator = _expected_generator(num_per_class, size, seed)
 
-    def write(tmp: Path) -> None:
-        images: list[dict[str, Any]] = []
-        for label, cls_name in enumerate(CELLS_DEMO_CLASSES):
-            (tmp / cls_name).mkdir()
-            for j in range(num_per_class):
-                index = 2 * j + label
-                rgb = cells_phantom(np.random.default_rng([seed, index]), size, parasitized=label == 0)
-                path = f"{cls_name}/cell_{j:04d}.png"
-                Image.fromarray(rgb).save(tmp / path, format="PNG")
-                images.append({"path": path, "class": cls_name, "label": label, "index": index})
-        counts = {c: num_per_class for c in CELLS_DEMO_CLASSES}
-        meta = {
-            "name": "medsyn_monai synthetic cells demo",
-            "description": (
-                "SYNTHETIC DEMO DATA (computed Giemsa-stained red blood cell crops, not patient data): RGB PNG "
-                "images, class 'parasitized' has 1-3 dark purple inclusions inside the cell, 'uninfected' none."
-            ),
-            "synthetic": True,
-            "modality": "microscopy",
-            "format": "png",
-            "classes": list(CELLS_DEMO_CLASSES),
-            "class_counts": counts,
-            "num_images": len(images),
-            "images": images,
-            "generator": generator,
-            "version": CELLS_DEMO_VERSION,
-        }
-        (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    def draw(rng: np.random.Generator, cls_name: str) -> np.ndarray:
+        return cells_phantom(rng, size, parasitized=cls_name == CELLS_DEMO_CLASSES[0])
 
-    return write_demo_atomically(root, "cells", generator, CELLS_DEMO_CLASSES, write, _cells_demo_incomplete)
+    groups = class_groups(CELLS_DEMO_CLASSES, "cell", num_per_class)
+    return write_png_demo(root, _SPEC, groups, draw, num_per_class=num_per_class, size=size, seed=seed)

@@ -35,19 +35,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import time
-import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from .utils import DemoSpec, check_int, check_rng, check_size, write_demo_atomically
 
 __all__ = [
     "CTPhantomParams",
@@ -94,7 +90,6 @@ CT_PHANTOM_LABELS: dict[str, int] = {
 _RESCALE_INTERCEPT = -1024
 _BITS_STORED = 12
 _MIN_SIZE = 64
-_TMP_PREFIX = ".tmp_demo_"
 # the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo)
 # so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo.create_ct_demo"
@@ -167,8 +162,7 @@ class CTPhantomParams:
         Raises:
             ValueError: when ``rng`` is not a :class:`numpy.random.Generator`.
         """
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
+        check_rng(rng)
         u = rng.uniform
         body_center = (float(u(-8, 8)), float(u(-6, 6)))
         body_angle = float(u(-0.1, 0.1))
@@ -341,11 +335,6 @@ def _resolve_params(source: CTPhantomParams | np.random.Generator) -> CTPhantomP
     )
 
 
-def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < _MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {_MIN_SIZE} (pixels per side), got {size!r}.")
-
-
 def ct_phantom_slice(
     params: CTPhantomParams | np.random.Generator,
     t: float,
@@ -383,7 +372,7 @@ def ct_phantom_slice(
     p = _resolve_params(params)
     if not 0.0 <= float(t) <= 1.0:
         raise ValueError(f"t must be in [0, 1] (fraction of the slab, 0 = inferior), got {t!r}.")
-    _check_size(size)
+    check_size(size, _MIN_SIZE)
     t = float(t)
     spacing = CT_DEMO_FIELD_OF_VIEW_MM / size
     edge = spacing  # anti-aliasing ramp of about one pixel
@@ -579,9 +568,8 @@ def ct_phantom_volume(
         True
     """
     p = _resolve_params(source)
-    if isinstance(num_slices, bool) or not isinstance(num_slices, int | np.integer) or num_slices < 1:
-        raise ValueError(f"num_slices must be an integer >= 1, got {num_slices!r}.")
-    _check_size(size)
+    check_int("num_slices", num_slices, 1)
+    check_size(size, _MIN_SIZE)
     noise_rng = np.random.default_rng(p.noise_seed) if noise else None
     vol = np.empty((num_slices, size, size), dtype=np.float32)
     labels = np.empty((num_slices, size, size), dtype=np.uint8)
@@ -618,16 +606,11 @@ def ct_demo_case_classes(num_cases: int, seed: int = 0, lesion_fraction: float =
     return [CT_DEMO_CLASSES[1] if i in chosen else CT_DEMO_CLASSES[0] for i in range(num_cases)]
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
 def _check_collection_args(num_cases: int, num_slices: int, size: int, seed: int, lesion_fraction: float) -> None:
-    _check_int("num_cases", num_cases, 1)
-    _check_int("num_slices", num_slices, 1)
-    _check_size(size)
-    _check_int("seed", seed, 0)
+    check_int("num_cases", num_cases, 1)
+    check_int("num_slices", num_slices, 1)
+    check_size(size, _MIN_SIZE)
+    check_int("seed", seed, 0)
     if isinstance(lesion_fraction, bool) or not isinstance(lesion_fraction, int | float | np.floating):
         raise ValueError(f"lesion_fraction must be a number in [0, 1], got {lesion_fraction!r}.")
     if not 0.0 <= float(lesion_fraction) <= 1.0:
@@ -749,113 +732,8 @@ def _shuffled_names(sop_uids: list[str]) -> list[str]:
     return names  # practically unreachable
 
 
-def _expected_generator(num_cases: int, num_slices: int, size: int, seed: int, lesion_fraction: float) -> dict:
-    return {
-        "name": _GENERATOR_NAME,
-        "version": CT_DEMO_VERSION,
-        "parameters": {
-            "num_cases": int(num_cases),
-            "num_slices": int(num_slices),
-            "size": int(size),
-            "seed": int(seed),
-            "lesion_fraction": float(lesion_fraction),
-            "field_of_view_mm": CT_DEMO_FIELD_OF_VIEW_MM,
-            "slice_thickness_mm": CT_DEMO_SLICE_THICKNESS_MM,
-        },
-    }
-
-
-def _is_stale_tmp(path: Path) -> bool:
-    """Whether a ``.tmp_demo_<pid>_<hex>`` folder was left by a process that is gone (or is over a day old)."""
-    try:
-        pid = int(path.name[len(_TMP_PREFIX) :].split("_")[0])
-    except ValueError:
-        return True
-    if pid == os.getpid():
-        return False
-    if os.name == "posix":
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
-    return time.time() - path.stat().st_mtime > 86400
-
-
-def _existing_demo_matches(
-    root: Path, expected: dict, what: str, incomplete: Callable[[Path, dict], str | None]
-) -> bool:
-    """True if ``root`` holds a complete ``what`` demo made with the ``expected`` generator, False if it is empty.
-
-    Raises a ``ValueError`` naming ``root`` when it holds anything else; ``incomplete(root, meta)`` returns why an
-    identical demo is incomplete (or ``None``).
-    """
-    entries = [e for e in root.iterdir() if not e.name.startswith(_TMP_PREFIX)]
-    if not entries:
-        return False
-    refuse = f"Refusing to write the {what} demo into '{root}'"
-    meta_file = root / "dataset.json"
-    if not meta_file.is_file():
-        raise ValueError(
-            f"{refuse}: the folder is not empty and holds no demo "
-            f"(no dataset.json). Use an empty or new folder, or delete '{root}' if it is a partial demo."
-        )
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{refuse}: unreadable dataset.json ({exc}).") from exc
-    if meta.get("generator") != expected:
-        raise ValueError(
-            f"{refuse}: it holds a different collection "
-            f"(generator {meta.get('generator')!r}, requested {expected!r}). Use another folder or delete it."
-        )
-    problem = incomplete(root, meta)
-    if problem:
-        raise ValueError(f"{refuse}: {problem}")
-    return True
-
-
-def write_demo_atomically(
-    root: str | Path,
-    what: str,
-    generator: dict,
-    top_level: Sequence[str],
-    write: Callable[[Path], None],
-    incomplete: Callable[[Path, dict], str | None],
-) -> Path:
-    """Write a demo collection into ``root`` without ever leaving a half-written one that looks complete.
-
-    ``write(tmp)`` fills a temporary folder inside ``root`` with the ``top_level`` entries, ``README.md`` and
-    ``dataset.json`` (which records ``generator``); they are then moved into place, ``dataset.json`` last. A
-    ``root`` that already holds the identical, complete demo is returned untouched; a non-empty ``root`` holding
-    anything else is refused (``ValueError`` naming it). Temporary folders left by dead processes are removed.
-    """
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"Refusing to write the {what} demo into '{root}': it exists and is not a folder.")
-    root.mkdir(parents=True, exist_ok=True)
-    if _existing_demo_matches(root, generator, what, incomplete):
-        return root
-    for stale in root.glob(_TMP_PREFIX + "*"):
-        if stale.is_dir() and _is_stale_tmp(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = root / f"{_TMP_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        write(tmp)
-        if (root / "dataset.json").exists():  # a concurrent run finished first
-            if _existing_demo_matches(root, generator, what, incomplete):
-                return root
-        for name in (*top_level, "README.md", "dataset.json"):  # dataset.json last: marks completion
-            os.replace(tmp / name, root / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
-
-
 def _ct_demo_incomplete(root: Path, meta: dict) -> str | None:
+    """Why a CT demo with the requested generator is incomplete (a case short of slices, a short case list)."""
     generator = meta["generator"]["parameters"]
     for case in meta.get("cases", []):
         case_dir = root / case["path"]
@@ -896,6 +774,23 @@ size={par["size"]}, seed={par["seed"]}, lesion_fraction={par["lesion_fraction"]}
 """
 
 
+_SPEC = DemoSpec(
+    what="CT",
+    generator_name=_GENERATOR_NAME,
+    version=CT_DEMO_VERSION,
+    classes=CT_DEMO_CLASSES,
+    min_size=_MIN_SIZE,
+    name="medsyn_monai synthetic CT demo",
+    description=(
+        "SYNTHETIC DEMO DATA (digital abdominal CT phantom, not patient data): one DICOM series per case, "
+        "class 'lesion' adds a hypodense liver lesion visible on every slice."
+    ),
+    modality="CT",
+    readme=_readme,
+    data_format="dicom_series",
+)
+
+
 def create_ct_demo(
     root: str | Path,
     num_cases: int = 24,
@@ -909,8 +804,9 @@ def create_ct_demo(
     Layout: ``root/normal/demo_case_XXX/IM_<hash>.dcm`` and ``root/lesion/demo_case_XXX/...``, plus ``root/README.md``
     (which states that this is synthetic demo data) and ``root/dataset.json`` (name, description, classes, case list,
     generator parameters and version). Everything is first written into ``root/.tmp_demo_*`` and moved into place at
-    the end, ``dataset.json`` last, so an interrupted run never leaves a collection that looks complete. If ``root``
-    already holds a complete demo with the same generator parameters, nothing is rewritten.
+    the end, ``dataset.json`` last (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`), so an interrupted
+    run never leaves a collection that looks complete. If ``root`` already holds a complete demo with the same
+    generator parameters, nothing is rewritten.
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
@@ -937,7 +833,15 @@ def create_ct_demo(
         (['README.md', 'dataset.json', 'lesion', 'normal'], 4, ['normal', 'lesion'])
     """
     _check_collection_args(num_cases, num_slices, size, seed, lesion_fraction)
-    generator = _expected_generator(num_cases, num_slices, size, seed, lesion_fraction)
+    generator = _SPEC.generator(
+        num_cases=int(num_cases),
+        num_slices=int(num_slices),
+        size=int(size),
+        seed=int(seed),
+        lesion_fraction=float(lesion_fraction),
+        field_of_view_mm=CT_DEMO_FIELD_OF_VIEW_MM,
+        slice_thickness_mm=CT_DEMO_SLICE_THICKNESS_MM,
+    )
     key = json.dumps(generator, sort_keys=True)  # every parameter goes into the UIDs
     classes = ct_demo_case_classes(num_cases, seed, lesion_fraction)
 
@@ -960,24 +864,6 @@ def create_ct_demo(
                     "series_instance_uid": series_uid,
                 }
             )
-        counts = {c: classes.count(c) for c in CT_DEMO_CLASSES}
-        meta = {
-            "name": "medsyn_monai synthetic CT demo",
-            "description": (
-                "SYNTHETIC DEMO DATA (digital abdominal CT phantom, not patient data): one DICOM series per case, "
-                "class 'lesion' adds a hypodense liver lesion visible on every slice."
-            ),
-            "synthetic": True,
-            "modality": "CT",
-            "format": "dicom_series",
-            "classes": list(CT_DEMO_CLASSES),
-            "class_counts": counts,
-            "num_cases": num_cases,
-            "cases": cases,
-            "generator": generator,
-            "version": CT_DEMO_VERSION,
-        }
-        (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _SPEC.write_description(tmp, generator, {c: classes.count(c) for c in CT_DEMO_CLASSES}, "cases", cases)
 
-    return write_demo_atomically(root, "CT", generator, CT_DEMO_CLASSES, write, _ct_demo_incomplete)
+    return write_demo_atomically(root, _SPEC.what, generator, CT_DEMO_CLASSES, write, _ct_demo_incomplete)

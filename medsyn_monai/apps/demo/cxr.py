@@ -27,16 +27,12 @@ always give the same pixels, and the first images do not depend on ``num_per_cla
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from medsyn_monai.apps.demo.cells import _smooth_noise
-from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
+from .utils import DemoSpec, check_bool, check_rng, check_size, class_groups, smooth_noise, write_png_demo
 
 __all__ = ["CXR_DEMO_VERSION", "CXR_DEMO_CLASSES", "cxr_phantom", "create_cxr_demo"]
 
@@ -49,11 +45,6 @@ _MIN_SIZE = 28
 # the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_cxr)
 # so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_cxr.create_cxr_demo"
-
-
-def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < _MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {_MIN_SIZE} (pixels per side), got {size!r}.")
 
 
 def _soft(signed: np.ndarray, width: float) -> np.ndarray:
@@ -96,11 +87,9 @@ def cxr_phantom(rng: np.random.Generator, size: int = 64, pneumonia: bool = Fals
         >>> np.array_equal(img, cxr_phantom(np.random.default_rng([0, 1]), 64, pneumonia=True))
         True
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
-    _check_size(size)
-    if not isinstance(pneumonia, bool | np.bool_):
-        raise ValueError(f"pneumonia must be a bool, got {pneumonia!r}.")
+    check_rng(rng)
+    check_size(size, _MIN_SIZE)
+    check_bool("pneumonia", pneumonia)
     size = int(size)
     uni = rng.uniform
     px = 2.0 / size  # one pixel in normalised units
@@ -196,33 +185,14 @@ def cxr_phantom(rng: np.random.Generator, size: int = 64, pneumonia: bool = Fals
             ov = cv + uni(-0.1, 0.65) * b  # mostly middle and lower zones
             r = uni(0.12, 0.2)
             blob = np.exp(-(((bu - ou) ** 2 + ((bv - ov) / uni(0.9, 1.4)) ** 2) / (2 * r * r)))
-            patches = np.clip((_smooth_noise(rng, size, max(4, size // 8)) + 0.4) * 1.6, 0.0, 1.0)
+            patches = np.clip((smooth_noise(rng, size, max(4, size // 8)) + 0.4) * 1.6, 0.0, 1.0)
             img += lung_mask * (1.0 - heart_mask) * (1.0 - mediastinum) * blob * patches * uni(0.22, 0.34)
 
     # --- exposure, shading and noise
     img = img * uni(0.9, 1.1) + uni(-0.04, 0.04)
-    img += 0.025 * _smooth_noise(rng, size, 3)
+    img += 0.025 * smooth_noise(rng, size, 3)
     img += rng.normal(0.0, uni(0.008, 0.02), size=img.shape)
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _expected_generator(num_per_class: int, size: int, seed: int) -> dict:
-    return {
-        "name": _GENERATOR_NAME,
-        "version": CXR_DEMO_VERSION,
-        "parameters": {"num_per_class": int(num_per_class), "size": int(size), "seed": int(seed)},
-    }
-
-
-def _cxr_demo_incomplete(root: Path, meta: dict) -> str | None:
-    images = meta.get("images", [])
-    missing = [im["path"] for im in images if not (root / im["path"]).is_file()]
-    if missing or len(images) != 2 * meta["generator"]["parameters"]["num_per_class"]:
-        return (
-            f"it holds the same demo but it is incomplete ({len(missing)} listed image(s) missing). "
-            f"Delete '{root}' and run again."
-        )
-    return None
 
 
 def _readme(generator: dict, counts: dict[str, int]) -> str:
@@ -252,20 +222,36 @@ the generator parameters (num_per_class={par["num_per_class"]}, size={par["size"
 """
 
 
+_SPEC = DemoSpec(
+    what="chest X-ray",
+    generator_name=_GENERATOR_NAME,
+    version=CXR_DEMO_VERSION,
+    classes=CXR_DEMO_CLASSES,
+    min_size=_MIN_SIZE,
+    name="medsyn_monai synthetic chest X-ray demo",
+    description=(
+        "SYNTHETIC DEMO DATA (computed chest-radiograph-like phantoms, not patient data): grey PNG images, "
+        "class 'pneumonia' has 1-3 patchy soft opacities in the lungs, 'normal' none."
+    ),
+    modality="CR",
+    readme=_readme,
+)
+
+
 def create_cxr_demo(root: str | Path, num_per_class: int = 200, size: int = 64, seed: int = 0) -> Path:
     """Write the synthetic chest-radiograph demo: grey PNG phantoms in ``normal`` / ``pneumonia`` class folders.
 
     Layout: ``root/normal/cxr_XXXX.png`` and ``root/pneumonia/cxr_XXXX.png``, plus ``root/README.md`` (which states
     that this is synthetic demo data) and ``root/dataset.json`` (name, description, classes, image list, generator
-    parameters and version). Everything is first written into ``root/.tmp_demo_*`` and moved into place at the end,
-    ``dataset.json`` last, so an interrupted run never leaves a collection that looks complete. If ``root`` already
-    holds a complete demo with the same generator parameters, nothing is rewritten.
+    parameters and version). The folder is written atomically and only once
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
+    looks complete, and a ``root`` holding this very demo is returned untouched.
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
         num_per_class: images per class (>= 1); image ``j`` of class ``k`` is :func:`cxr_phantom` drawn from
             ``numpy.random.default_rng([seed, 2 * j + k])``.
-        size: rows and columns of every image (>= 28).
+        size: rows and columns of every image (>= 28); every shape scales with it.
         seed: collection seed (>= 0); the same arguments always give identical pixels.
 
     Returns:
@@ -277,46 +263,15 @@ def create_cxr_demo(root: str | Path, num_per_class: int = 200, size: int = 64, 
 
     Example:
         >>> import json, tempfile
-        >>> from pathlib import Path
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     root = create_cxr_demo(Path(tmp) / "cxr", num_per_class=2, size=32)
         ...     meta = json.loads((root / "dataset.json").read_text())
-        ...     sorted(p.name for p in root.iterdir()), len(list(root.rglob("*.png"))), meta["classes"]
-        (['README.md', 'dataset.json', 'normal', 'pneumonia'], 4, ['normal', 'pneumonia'])
+        ...     sorted(p.name for p in root.iterdir()), meta["classes"], meta["images"][1]["path"]
+        (['README.md', 'dataset.json', 'normal', 'pneumonia'], ['normal', 'pneumonia'], 'normal/cxr_0001.png')
     """
-    _check_int("num_per_class", num_per_class, 1)
-    _check_size(size)
-    _check_int("seed", seed, 0)
-    generator = _expected_generator(num_per_class, size, seed)
 
-    def write(tmp: Path) -> None:
-        images: list[dict[str, Any]] = []
-        for label, cls_name in enumerate(CXR_DEMO_CLASSES):
-            (tmp / cls_name).mkdir()
-            for j in range(num_per_class):
-                index = 2 * j + label
-                grey = cxr_phantom(np.random.default_rng([seed, index]), size, pneumonia=label == 1)
-                path = f"{cls_name}/cxr_{j:04d}.png"
-                Image.fromarray(grey, mode="L").save(tmp / path, format="PNG")
-                images.append({"path": path, "class": cls_name, "label": label, "index": index})
-        counts = {c: num_per_class for c in CXR_DEMO_CLASSES}
-        meta = {
-            "name": "medsyn_monai synthetic chest X-ray demo",
-            "description": (
-                "SYNTHETIC DEMO DATA (computed chest-radiograph-like phantoms, not patient data): grey PNG images, "
-                "class 'pneumonia' has 1-3 patchy soft opacities in the lungs, 'normal' none."
-            ),
-            "synthetic": True,
-            "modality": "CR",
-            "format": "png",
-            "classes": list(CXR_DEMO_CLASSES),
-            "class_counts": counts,
-            "num_images": len(images),
-            "images": images,
-            "generator": generator,
-            "version": CXR_DEMO_VERSION,
-        }
-        (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    def draw(rng: np.random.Generator, cls_name: str) -> np.ndarray:
+        return cxr_phantom(rng, size, pneumonia=cls_name == CXR_DEMO_CLASSES[1])
 
-    return write_demo_atomically(root, "chest X-ray", generator, CXR_DEMO_CLASSES, write, _cxr_demo_incomplete)
+    groups = class_groups(CXR_DEMO_CLASSES, "cxr", num_per_class)
+    return write_png_demo(root, _SPEC, groups, draw, num_per_class=num_per_class, size=size, seed=seed)

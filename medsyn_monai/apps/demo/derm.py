@@ -31,15 +31,12 @@ depend on the counts.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
+from .utils import DemoSpec, ImageGroup, blend, check_rng, check_size, class_groups, smooth_noise, write_png_demo
 
 __all__ = [
     "DERM_DEMO_VERSION",
@@ -74,26 +71,6 @@ _MELANOMA_PALETTE = np.array(
     ],
     dtype=np.float32,
 )
-
-
-def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < _MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {_MIN_SIZE} (pixels per side), got {size!r}.")
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Zero-mean low-frequency noise: a ``(cells + 1)^2`` random grid bilinearly upsampled to ``size^2``."""
-    grid = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
-    t = (np.arange(size, dtype=np.float32) + 0.5) * (cells / size)
-    i = np.minimum(t.astype(np.int64), cells - 1)
-    f = t - i
-    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
-
-
-def _blend(img: np.ndarray, alpha: np.ndarray, rgb: np.ndarray) -> None:
-    """In place: ``img = (1 - alpha) * img + alpha * rgb`` (``rgb`` a colour or an image)."""
-    img += alpha[..., None] * (rgb - img)
 
 
 def _lesion_mask(
@@ -163,9 +140,8 @@ def derm_phantom(rng: np.random.Generator, size: int = 64, kind: str = "nevus") 
         >>> np.array_equal(img, derm_phantom(np.random.default_rng([0, 2]), 64, kind="blue_nevus"))
         True
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
-    _check_size(size)
+    check_rng(rng)
+    check_size(size, _MIN_SIZE)
     if kind not in DERM_LESION_KINDS:
         raise ValueError(f"kind must be one of {list(DERM_LESION_KINDS)}, got {kind!r}.")
     size = int(size)
@@ -179,10 +155,10 @@ def derm_phantom(rng: np.random.Generator, size: int = 64, kind: str = "nevus") 
     dark = np.array([0.74, 0.53, 0.41], dtype=np.float32)
     skin = light + tone * (dark - light)
     img = np.broadcast_to(skin, (size, size, 3)).copy()
-    img *= (1.0 + 0.035 * _smooth_noise(rng, size, 5) + 0.015 * _smooth_noise(rng, size, 16))[..., None]
+    img *= (1.0 + 0.035 * smooth_noise(rng, size, 5) + 0.015 * smooth_noise(rng, size, 16))[..., None]
     bx, by, br = u(0.2, 0.8) * size, u(0.2, 0.8) * size, u(0.2, 0.4) * size
     blotch = np.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * br * br)) * u(0.0, 0.25)
-    _blend(img, blotch.astype(np.float32), np.array([0.85, 0.52, 0.50], dtype=np.float32))
+    blend(img, blotch.astype(np.float32), np.array([0.85, 0.52, 0.50], dtype=np.float32))
     r_norm = np.sqrt((x - size / 2) ** 2 + (y - size / 2) ** 2) / (size / 2)
     vignette = u(0.0, 0.6) * np.clip((r_norm - u(0.95, 1.15)) / 0.25, 0.0, 1.0) ** 1.5
     img *= (1.0 - vignette)[..., None].astype(np.float32)
@@ -210,59 +186,34 @@ def derm_phantom(rng: np.random.Generator, size: int = 64, kind: str = "nevus") 
     # --- lesion colour
     if kind == "nevus":
         brown = np.array([u(0.40, 0.55), u(0.24, 0.33), u(0.15, 0.23)], dtype=np.float32)
-        shade = 1.0 - u(0.05, 0.15) * np.clip(1.0 - rho, 0.0, 1.0) + 0.04 * _smooth_noise(rng, size, 12)
+        shade = 1.0 - u(0.05, 0.15) * np.clip(1.0 - rho, 0.0, 1.0) + 0.04 * smooth_noise(rng, size, 12)
         colour = brown * shade[..., None]
         opacity = u(0.85, 0.95)
     elif kind == "melanoma":
         num_colours = int(rng.integers(3, 6))
         chosen = np.concatenate([[0], 1 + rng.permutation(4)[: num_colours - 1]])  # always some dark brown
         palette = _MELANOMA_PALETTE[chosen] * rng.uniform(0.9, 1.1, (num_colours, 1)).astype(np.float32)
-        fields = np.stack([_smooth_noise(rng, size, int(rng.integers(3, 7))) for _ in range(num_colours)])
+        fields = np.stack([smooth_noise(rng, size, int(rng.integers(3, 7))) for _ in range(num_colours)])
         ga = u(0.0, 2 * math.pi)  # asymmetry: one side favours the darkest colour
         gradient = ((x - cx) * math.cos(ga) + (y - cy) * math.sin(ga)) / radius
         fields[0] += u(0.8, 1.6) * gradient
         weights = np.exp(3.0 * (fields - fields.max(axis=0, keepdims=True)))
         weights /= weights.sum(axis=0, keepdims=True)
         colour = np.einsum("khw,kc->hwc", weights, palette).astype(np.float32)
-        colour *= (1.0 + 0.06 * _smooth_noise(rng, size, 14))[..., None]
+        colour *= (1.0 + 0.06 * smooth_noise(rng, size, 14))[..., None]
         opacity = u(0.88, 0.97)
     else:
         blue = np.array([u(0.28, 0.36), u(0.34, 0.42), u(0.46, 0.56)], dtype=np.float32)
-        shade = 1.0 - u(0.12, 0.25) * np.clip(1.0 - rho, 0.0, 1.0) ** 1.5 + 0.02 * _smooth_noise(rng, size, 10)
+        shade = 1.0 - u(0.12, 0.25) * np.clip(1.0 - rho, 0.0, 1.0) ** 1.5 + 0.02 * smooth_noise(rng, size, 10)
         colour = blue * shade[..., None]
         opacity = u(0.85, 0.95)
-    _blend(img, (mask * opacity).astype(np.float32), colour)
+    blend(img, (mask * opacity).astype(np.float32), colour)
 
     # --- hairs over skin and lesion, then sensor noise
     for _ in range(int(rng.choice(4, p=[0.4, 0.3, 0.2, 0.1]))):
-        _blend(img, _hair(rng, x, y, size), _HAIR_RGB * u(0.8, 1.2))
+        blend(img, _hair(rng, x, y, size), _HAIR_RGB * u(0.8, 1.2))
     img += rng.normal(0.0, u(0.005, 0.015), size=img.shape).astype(np.float32)
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _expected_generator(num_per_class: int, num_instance: int, size: int, seed: int) -> dict:
-    return {
-        "name": _GENERATOR_NAME,
-        "version": DERM_DEMO_VERSION,
-        "parameters": {
-            "num_per_class": int(num_per_class),
-            "num_instance": int(num_instance),
-            "size": int(size),
-            "seed": int(seed),
-        },
-    }
-
-
-def _derm_demo_incomplete(root: Path, meta: dict) -> str | None:
-    images = meta.get("images", [])
-    par = meta["generator"]["parameters"]
-    missing = [im["path"] for im in images if not (root / im["path"]).is_file()]
-    if missing or len(images) != len(DERM_DEMO_CLASSES) * par["num_per_class"] + par["num_instance"]:
-        return (
-            f"it holds the same demo but it is incomplete ({len(missing)} listed image(s) missing). "
-            f"Delete '{root}' and run again."
-        )
-    return None
 
 
 def _readme(generator: dict, counts: dict[str, int]) -> str:
@@ -296,6 +247,24 @@ angle. Image `j` of kind `k` (0 melanoma, 1 nevus, 2 blue naevus) is drawn from
 """
 
 
+_SPEC = DemoSpec(
+    what="derm",
+    generator_name=_GENERATOR_NAME,
+    version=DERM_DEMO_VERSION,
+    classes=DERM_DEMO_CLASSES,
+    min_size=_MIN_SIZE,
+    name="medsyn_monai synthetic dermoscopy demo",
+    description=(
+        "SYNTHETIC DEMO DATA (computed drawings of pigmented skin lesions, not patient data): RGB PNG images; "
+        "lesions/melanoma (irregular, multicoloured, asymmetric), lesions/nevus (round, uniform brown), and "
+        "instance/ (a few blue-naevus-like lesions for few-shot fine-tuning)."
+    ),
+    modality="dermoscopy",
+    readme=_readme,
+    extra={"instance": DERM_DEMO_INSTANCE},
+)
+
+
 def create_derm_demo(
     root: str | Path, num_per_class: int = 60, num_instance: int = 5, size: int = 64, seed: int = 0
 ) -> Path:
@@ -304,15 +273,16 @@ def create_derm_demo(
     Layout: ``root/lesions/melanoma/derm_XXXX.png``, ``root/lesions/nevus/derm_XXXX.png`` (class folders: point a
     bundle's ``dataset_dir`` at ``root/lesions``), ``root/instance/blue_nevus_XXXX.png`` (the few-shot images: the
     ``instance_dir``), ``root/README.md`` (which states that this is synthetic demo data) and ``root/dataset.json``
-    (classes, image list, generator parameters and version). Everything is first written into ``root/.tmp_demo_*``
-    and moved into place at the end, ``dataset.json`` last, so an interrupted run never leaves a collection that
-    looks complete. If ``root`` already holds a complete demo with the same parameters, nothing is rewritten.
+    (classes, image list, generator parameters and version). The folder is written atomically and only once
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
+    looks complete, and a ``root`` holding this very demo is returned untouched.
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
         num_per_class: images per training class (>= 1).
-        num_instance: few-shot instance images (>= 1).
-        size: rows and columns of every image (>= 32).
+        num_instance: few-shot instance images (>= 1); image ``j`` of kind ``k`` (:data:`DERM_LESION_KINDS`) is
+            :func:`derm_phantom` drawn from ``numpy.random.default_rng([seed, 3 * j + k])``.
+        size: rows and columns of every image (>= 32); every length scales with it.
         seed: collection seed (>= 0); the same arguments always give identical pixels.
 
     Returns:
@@ -329,47 +299,18 @@ def create_derm_demo(
         ...     sorted(p.name for p in root.iterdir()), sorted(p.name for p in (root / "lesions").iterdir())
         (['README.md', 'dataset.json', 'instance', 'lesions'], ['melanoma', 'nevus'])
     """
-    _check_int("num_per_class", num_per_class, 1)
-    _check_int("num_instance", num_instance, 1)
-    _check_size(size)
-    _check_int("seed", seed, 0)
-    generator = _expected_generator(num_per_class, num_instance, size, seed)
-
-    def write(tmp: Path) -> None:
-        images: list[dict[str, Any]] = []
-        jobs = [(k, c, num_per_class, f"lesions/{c}/derm") for k, c in enumerate(DERM_DEMO_CLASSES)]
-        jobs.append((2, DERM_DEMO_INSTANCE, num_instance, f"instance/{DERM_DEMO_INSTANCE}"))
-        for k, kind, count, stem in jobs:
-            (tmp / stem).parent.mkdir(parents=True, exist_ok=True)
-            for j in range(count):
-                index = 3 * j + k
-                rgb = derm_phantom(np.random.default_rng([seed, index]), size, kind=kind)
-                path = f"{stem}_{j:04d}.png"
-                Image.fromarray(rgb).save(tmp / path, format="PNG")
-                entry: dict[str, Any] = {"path": path, "class": kind, "index": index}
-                if kind in DERM_DEMO_CLASSES:
-                    entry["label"] = DERM_DEMO_CLASSES.index(kind)
-                images.append(entry)
-        counts = {**{c: num_per_class for c in DERM_DEMO_CLASSES}, DERM_DEMO_INSTANCE: num_instance}
-        meta = {
-            "name": "medsyn_monai synthetic dermoscopy demo",
-            "description": (
-                "SYNTHETIC DEMO DATA (computed drawings of pigmented skin lesions, not patient data): RGB PNG images; "
-                "lesions/melanoma (irregular, multicoloured, asymmetric), lesions/nevus (round, uniform brown), and "
-                "instance/ (a few blue-naevus-like lesions for few-shot fine-tuning)."
-            ),
-            "synthetic": True,
-            "modality": "dermoscopy",
-            "format": "png",
-            "classes": list(DERM_DEMO_CLASSES),
-            "instance": DERM_DEMO_INSTANCE,
-            "class_counts": counts,
-            "num_images": len(images),
-            "images": images,
-            "generator": generator,
-            "version": DERM_DEMO_VERSION,
-        }
-        (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-    return write_demo_atomically(root, "derm", generator, ("lesions", "instance"), write, _derm_demo_incomplete)
+    groups = [
+        *class_groups(DERM_DEMO_CLASSES, "derm", num_per_class, folder="lesions"),
+        ImageGroup(DERM_DEMO_INSTANCE, f"instance/{DERM_DEMO_INSTANCE}", num_instance),
+    ]
+    return write_png_demo(
+        root,
+        _SPEC,
+        groups,
+        lambda rng, kind: derm_phantom(rng, size, kind=kind),
+        entry_keys=("path", "class", "index", "label"),  # the order of release 0.1
+        num_per_class=num_per_class,
+        num_instance=num_instance,
+        size=size,
+        seed=seed,
+    )

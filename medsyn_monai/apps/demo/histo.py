@@ -31,23 +31,15 @@ always give the same pixels, and the first images do not depend on ``num_per_cla
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from medsyn_monai.apps.demo.ct import _check_int, write_demo_atomically
+from .utils import DemoSpec, check_rng, check_size, class_groups, smooth_noise, write_png_demo
 
-__all__ = [
-    "HISTO_DEMO_VERSION",
-    "HISTO_DEMO_CLASSES",
-    "histo_phantom",
-    "create_histo_demo",
-]
+__all__ = ["HISTO_DEMO_VERSION", "HISTO_DEMO_CLASSES", "histo_phantom", "create_histo_demo"]
 
 #: Version of the histology-like demo generator; part of ``dataset.json``, bump it when the output changes.
 HISTO_DEMO_VERSION = "1.0"
@@ -67,21 +59,6 @@ _MIN_SIZE = 32
 # the generator's identity in dataset.json, kept from release 0.1 (module medsyn_monai.data.demo_histo)
 # so that demo folders written before the move to medsyn_monai.apps.demo stay valid
 _GENERATOR_NAME = "medsyn_monai.data.demo_histo.create_histo_demo"
-
-
-def _check_size(size: int) -> None:
-    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < _MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {_MIN_SIZE} (pixels per side), got {size!r}.")
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Zero-mean, unit-ish low-frequency noise: a ``(cells + 1)^2`` random grid bilinearly upsampled to ``size^2``."""
-    grid = rng.standard_normal((cells + 1, cells + 1)).astype(np.float32)
-    t = (np.arange(size, dtype=np.float32) + 0.5) * (cells / size)
-    i = np.minimum(t.astype(np.int64), cells - 1)
-    f = t - i
-    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
-    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
 
 
 class _Canvas:
@@ -126,7 +103,7 @@ def _adipose(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
     border = (second - first) / (2 * np.maximum(separation, 1e-3))  # distance to the Voronoi border
     width = rng.uniform(0.7, 1.1) * s
     membrane = np.clip(1.0 - border / width, 0.0, 1.0)
-    canvas = _Canvas(size, rng.uniform(0.9, 0.96) + 0.01 * _smooth_noise(rng, size, 4))
+    canvas = _Canvas(size, rng.uniform(0.9, 0.96) + 0.01 * smooth_noise(rng, size, 4))
     canvas.img += membrane * (rng.uniform(0.5, 0.62) - canvas.img)
     for _ in range(int(rng.integers(0, 4))):  # flat nuclei lying on membranes
         for _try in range(20):
@@ -138,12 +115,12 @@ def _adipose(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
-    img = rng.uniform(0.9, 0.97) + rng.uniform(0.005, 0.02) * _smooth_noise(rng, size, 3)
+    img = rng.uniform(0.9, 0.97) + rng.uniform(0.005, 0.02) * smooth_noise(rng, size, 3)
     return img.astype(np.float32)
 
 
 def _debris(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
-    ground = rng.uniform(0.62, 0.72) + 0.06 * _smooth_noise(rng, size, 8) + 0.04 * _smooth_noise(rng, size, 16)
+    ground = rng.uniform(0.62, 0.72) + 0.06 * smooth_noise(rng, size, 8) + 0.04 * smooth_noise(rng, size, 16)
     canvas = _Canvas(size, ground)
     area = (size / 64.0) ** 2
     for _ in range(int(rng.integers(25, 45) * area)):  # irregular fragments: several overlapping ellipses
@@ -161,7 +138,7 @@ def _debris(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
 
 
 def _lymphocytes(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
-    canvas = _Canvas(size, rng.uniform(0.72, 0.82) + 0.03 * _smooth_noise(rng, size, 6))
+    canvas = _Canvas(size, rng.uniform(0.72, 0.82) + 0.03 * smooth_noise(rng, size, 6))
     spacing = rng.uniform(3.6, 4.4) * s  # jittered lattice: densely packed, rarely overlapping
     n = int(size / spacing) + 1
     for i in range(n):
@@ -180,10 +157,10 @@ def _mucus(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
     angle = rng.uniform(0, math.pi)
     c, sn = math.cos(angle), math.sin(angle)
     along, across = c * x + sn * y, -sn * x + c * y
-    warp = 3.0 * s * _smooth_noise(rng, size, 3)
+    warp = 3.0 * s * smooth_noise(rng, size, 3)
     wisps = np.sin(2 * math.pi * (across + warp) / (rng.uniform(5.0, 9.0) * s) + rng.uniform(0, 2 * math.pi))
     wisps = wisps * (0.5 + 0.5 * np.sin(2 * math.pi * along / (rng.uniform(20, 40) * s)))
-    img = rng.uniform(0.8, 0.88) + 0.04 * wisps + 0.02 * _smooth_noise(rng, size, 5)
+    img = rng.uniform(0.8, 0.88) + 0.04 * wisps + 0.02 * smooth_noise(rng, size, 5)
     canvas = _Canvas(size, img)
     for _ in range(int(rng.integers(0, 4))):  # a few floating cells
         cx, cy = rng.uniform(0, size, 2)
@@ -198,9 +175,9 @@ def _muscle(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
     c, sn = math.cos(angle), math.sin(angle)
     across = -sn * x + c * y
     period = rng.uniform(3.0, 4.2) * s
-    bend = 1.5 * s * _smooth_noise(rng, size, 2)
+    bend = 1.5 * s * smooth_noise(rng, size, 2)
     stripes = np.sin(2 * math.pi * (across + bend) / period)
-    ground = rng.uniform(0.5, 0.6) + 0.08 * stripes + 0.02 * _smooth_noise(rng, size, 8)
+    ground = rng.uniform(0.5, 0.6) + 0.08 * stripes + 0.02 * smooth_noise(rng, size, 8)
     canvas = _Canvas(size, ground)
     for _ in range(int(rng.integers(8, 16) * (size / 64.0) ** 2)):  # cigar-shaped nuclei along the fibres
         cx, cy = rng.uniform(0, size, 2)
@@ -210,7 +187,7 @@ def _muscle(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
 
 
 def _normal_mucosa(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
-    canvas = _Canvas(size, rng.uniform(0.66, 0.74) + 0.03 * _smooth_noise(rng, size, 6))
+    canvas = _Canvas(size, rng.uniform(0.66, 0.74) + 0.03 * smooth_noise(rng, size, 6))
     for _ in range(int(rng.integers(8, 14) * (size / 64.0) ** 2)):  # sparse stromal cells
         cx, cy = rng.uniform(0, size, 2)
         canvas.ellipse(cx, cy, 1.3 * s, 0.9 * s, rng.uniform(0, math.pi), rng.uniform(0.35, 0.45))
@@ -238,7 +215,7 @@ def _normal_mucosa(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
 
 def _tumour(rng: np.random.Generator, size: int, s: float) -> np.ndarray:
     x, y = _grid(size)
-    canvas = _Canvas(size, rng.uniform(0.52, 0.6) + 0.05 * _smooth_noise(rng, size, 8))
+    canvas = _Canvas(size, rng.uniform(0.52, 0.6) + 0.05 * smooth_noise(rng, size, 8))
     for _ in range(int(rng.integers(1, 4))):  # irregular slit-like lumina
         canvas.ellipse(rng.uniform(0, size), rng.uniform(0, size), rng.uniform(5, 11) * s, rng.uniform(1.0, 2.2) * s,
                        rng.uniform(0, math.pi), rng.uniform(0.82, 0.92))  # fmt: skip
@@ -290,35 +267,14 @@ def histo_phantom(rng: np.random.Generator, tissue: str, size: int = 64) -> np.n
         >>> fat.shape, fat.dtype, bool(fat.mean() > lym.mean())
         ((64, 64), dtype('uint8'), True)
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}.")
+    check_rng(rng)
     if tissue not in _PAINTERS:
         raise ValueError(f"unknown tissue {tissue!r}; choose one of {list(HISTO_DEMO_CLASSES)}.")
-    _check_size(size)
+    check_size(size, _MIN_SIZE)
     size = int(size)
     img = _PAINTERS[tissue](rng, size, size / 64.0)
     img = img + rng.normal(0.0, rng.uniform(0.008, 0.02), size=img.shape).astype(np.float32)
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _expected_generator(num_per_class: int, size: int, seed: int) -> dict:
-    return {
-        "name": _GENERATOR_NAME,
-        "version": HISTO_DEMO_VERSION,
-        "parameters": {"num_per_class": int(num_per_class), "size": int(size), "seed": int(seed)},
-    }
-
-
-def _histo_demo_incomplete(root: Path, meta: dict) -> str | None:
-    images = meta.get("images", [])
-    missing = [im["path"] for im in images if not (root / im["path"]).is_file()]
-    expected = len(HISTO_DEMO_CLASSES) * meta["generator"]["parameters"]["num_per_class"]
-    if missing or len(images) != expected:
-        return (
-            f"it holds the same demo but it is incomplete ({len(missing)} listed image(s) missing). "
-            f"Delete '{root}' and run again."
-        )
-    return None
 
 
 _DESCRIPTIONS = {
@@ -359,21 +315,36 @@ and the generator parameters (num_per_class={par["num_per_class"]}, size={par["s
 """
 
 
+_SPEC = DemoSpec(
+    what="histo",
+    generator_name=_GENERATOR_NAME,
+    version=HISTO_DEMO_VERSION,
+    classes=HISTO_DEMO_CLASSES,
+    min_size=_MIN_SIZE,
+    name="medsyn_monai synthetic histology-like demo",
+    description=(
+        "SYNTHETIC DEMO DATA (procedural grey textures named after colorectal tissue types; not histology, "
+        "not patient data): 8 distinguishable texture classes for exercising the pipeline."
+    ),
+    modality="microscopy (synthetic textures)",
+    readme=_readme,
+)
+
+
 def create_histo_demo(root: str | Path, num_per_class: int = 50, size: int = 64, seed: int = 0) -> Path:
     """Write the synthetic histology-like demo: grey PNG texture tiles in 8 tissue-named class folders.
 
     Layout: ``root/<class>/tile_XXXX.png`` for every class of :data:`HISTO_DEMO_CLASSES`, plus ``root/README.md``
     (which states that this is synthetic demo data and not histology) and ``root/dataset.json`` (name, description,
-    classes, image list, generator parameters and version). Everything is first written into ``root/.tmp_demo_*``
-    and moved into place at the end, ``dataset.json`` last, so an interrupted run never leaves a collection that
-    looks complete. If ``root`` already holds a complete demo with the same generator parameters, nothing is
-    rewritten.
+    classes, image list, generator parameters and version). The folder is written atomically and only once
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
+    looks complete, and a ``root`` holding this very demo is returned untouched.
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
         num_per_class: images per class (>= 1); image ``j`` of class ``k`` is :func:`histo_phantom` drawn from
             ``numpy.random.default_rng([seed, 8 * j + k])``.
-        size: rows and columns of every image (>= 32).
+        size: rows and columns of every tile (>= 32); structures are drawn for 64 pixels and scale with it.
         seed: collection seed (>= 0); the same arguments always give identical pixels.
 
     Returns:
@@ -385,47 +356,19 @@ def create_histo_demo(root: str | Path, num_per_class: int = 50, size: int = 64,
 
     Example:
         >>> import json, tempfile
-        >>> from pathlib import Path
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     root = create_histo_demo(Path(tmp) / "histo", num_per_class=1, size=32)
         ...     meta = json.loads((root / "dataset.json").read_text())
         ...     len(list(root.rglob("*.png"))), meta["classes"][:3], meta["synthetic"]
         (8, ['adipose', 'background', 'debris'], True)
     """
-    _check_int("num_per_class", num_per_class, 1)
-    _check_size(size)
-    _check_int("seed", seed, 0)
-    generator = _expected_generator(num_per_class, size, seed)
-    num_classes = len(HISTO_DEMO_CLASSES)
-
-    def write(tmp: Path) -> None:
-        images: list[dict[str, Any]] = []
-        for label, cls_name in enumerate(HISTO_DEMO_CLASSES):
-            (tmp / cls_name).mkdir()
-            for j in range(num_per_class):
-                index = num_classes * j + label
-                grey = histo_phantom(np.random.default_rng([seed, index]), cls_name, size)
-                path = f"{cls_name}/tile_{j:04d}.png"
-                Image.fromarray(grey, mode="L").save(tmp / path, format="PNG")
-                images.append({"path": path, "class": cls_name, "label": label, "index": index})
-        counts = {c: num_per_class for c in HISTO_DEMO_CLASSES}
-        meta = {
-            "name": "medsyn_monai synthetic histology-like demo",
-            "description": (
-                "SYNTHETIC DEMO DATA (procedural grey textures named after colorectal tissue types; not histology, "
-                "not patient data): 8 distinguishable texture classes for exercising the pipeline."
-            ),
-            "synthetic": True,
-            "modality": "microscopy (synthetic textures)",
-            "format": "png",
-            "classes": list(HISTO_DEMO_CLASSES),
-            "class_counts": counts,
-            "num_images": len(images),
-            "images": images,
-            "generator": generator,
-            "version": HISTO_DEMO_VERSION,
-        }
-        (tmp / "README.md").write_text(_readme(generator, counts), encoding="utf-8")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-    return write_demo_atomically(root, "histo", generator, HISTO_DEMO_CLASSES, write, _histo_demo_incomplete)
+    groups = class_groups(HISTO_DEMO_CLASSES, "tile", num_per_class)
+    return write_png_demo(
+        root,
+        _SPEC,
+        groups,
+        lambda rng, tissue: histo_phantom(rng, tissue, size),
+        num_per_class=num_per_class,
+        size=size,
+        seed=seed,
+    )

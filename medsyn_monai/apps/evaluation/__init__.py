@@ -4,6 +4,7 @@ ablation, and downstream classifiers trained with synthetic data (augmentation, 
 from .ablation import AblationStudy
 from .augmentation import SyntheticAugmentationStudy
 from .classifier import evaluate_classifier, fit_classifier
+from .expert import ExpertTraining
 from .generation_accuracy import GenerationAccuracyStudy
 from .guidance_sweep import GuidanceSweep
 from .pretraining import SyntheticPretrainingStudy
@@ -11,6 +12,7 @@ from .synthetic_images import SyntheticImageStudy
 
 __all__ = [
     "AblationStudy",
+    "ExpertTraining",
     "GenerationAccuracyStudy",
     "GuidanceSweep",
     "SyntheticAugmentationStudy",

@@ -1,94 +1,157 @@
-"""Train several variants of a bundle on the same data and budget and compare them by FID, KID and SSIM diversity."""
+"""Train variants of a diffusion recipe on the same data and budget and compare them by FID, KID and SSIM diversity."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
-from monai.bundle import run as bundle_run
+from monai.handlers import LrScheduleHandler
+from monai.networks.schedulers import Scheduler
+from monai.optimizers import WarmupCosineSchedule
+from monai.utils import set_determinism
+from torch import nn
 
 from medsyn_monai.apps.generation.sampler import DiffusionSampler
+from medsyn_monai.engines.trainer import DiffusionTrainer
+from medsyn_monai.handlers import AtomicCheckpoint, ExponentialMovingAverage
+from medsyn_monai.inferers import ConditionalDiffusionInferer
+from medsyn_monai.losses import DiffusionLoss
 from medsyn_monai.metrics import KernelInceptionDistance, frechet_distance, intra_set_ssim
-from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
+from medsyn_monai.networks.nets import network_config
 from medsyn_monai.utils.io import write_json
+from medsyn_monai.utils.model_info import save_model_info
 
 __all__ = ["AblationStudy"]
 
+_PARTS = ("network", "scheduler")
+
 
 class AblationStudy:
-    """Run a bundle's ``train.json`` once per variant and seed, sample each model, and tabulate FID / KID / SSIM.
+    """Train one model per variant and seed with the same recipe, sample each, and tabulate FID / KID / SSIM.
 
-    Every variant is the same training config with a few overrides (e.g. ``{"time_injection": "first"}``), trained
-    on the same data with the same budget (``common_overrides``: epochs, image size, ...) for each seed. Each trained
-    model samples ``num_samples`` images with the bundle's ``inference.json`` settings (same noise seeds for every
-    model); the samples are compared with ``real_images`` through ``feature_extractor`` (a domain expert: FID values
-    compare only within one extractor) and by intra-set SSIM (lower = more diverse). Results: mean ± std over seeds
-    per variant, printed as a Markdown table and written to ``output_dir/ablation.json`` and ``ablation.md``.
-    With ``sampling_steps`` every trained model is also sampled with each of several DDIM step counts, giving one row
-    per variant and step count with the sampling time per image — the diffusion-steps ablation (train-time ``T`` as
-    variants × sampling steps, quality vs time).
-    Finished runs are reused: a variant/seed whose ``models/model.pt`` exists is not retrained (delete its folder to
-    redo it), so an interrupted ablation continues where it stopped.
+    A variant changes the network's or the noise schedule's arguments, e.g. ``{"network": {"time_injection":
+    "first"}}`` (the lightweight CT U-Net's ablation) or ``{"scheduler": {"num_train_timesteps": 250}}`` (the
+    diffusion-steps ablation); everything else is the same for every run: data (``train_loader``), optimiser (AdamW,
+    ``learning_rate``, ``weight_decay``), warm-up + cosine learning-rate schedule, EMA, gradient clipping, epochs,
+    and the training engine, :class:`~medsyn_monai.engines.DiffusionTrainer`. Each run is seeded with
+    :func:`monai.utils.set_determinism` (initial weights, shuffling, noise) and written to
+    ``output_dir/<variant>/seed_<seed>/models`` (``model.pt``, ``checkpoint.pt``, ``model_info.json``), where an
+    existing ``model.pt`` is reused, so an interrupted study continues where it stopped (delete a run's folder to
+    redo it).
+
+    Every trained model samples ``num_samples`` images (DDIM, the same noise seeds for every model) and is compared
+    with ``real_images`` through ``feature_extractor`` (a domain expert: FID values compare only within one
+    extractor) and by intra-set SSIM (lower = more diverse). Results: mean ± std over seeds per variant, printed as a
+    Markdown table and written to ``output_dir/ablation.json`` and ``ablation.md``. With ``sampling_steps`` every
+    model is also sampled with each of several DDIM step counts (a row per variant and count, with the sampling
+    time per image): train-time ``T`` as variants × sampling steps gives quality against time.
 
     Args:
-        train_config: path of the bundle's ``train.json``.
-        inference_config: path of the bundle's ``inference.json`` (gives network and sampler settings).
-        variants: variant name → overrides of ``train.json``.
+        network_factory: callable returning a fresh network, taking a variant's ``"network"`` overrides as keyword
+            arguments (in a bundle config: its ``network_def`` with ``"_mode_": "callable"``).
+        scheduler_factory: callable returning the training noise scheduler, taking a variant's ``"scheduler"``
+            overrides (e.g. ``DDPMScheduler`` with ``"_mode_": "callable"``).
+        variants: variant name → ``{"network": {...}, "scheduler": {...}}`` (either part may be left out).
         seeds: training (and sampling) seeds; at least 2 for a standard deviation.
+        train_loader: the training data, ``{"image"[, "label"]}`` batches.
         real_images: reference images ``(N, C, H, W)`` in [-1, 1] at the trained image size.
-        feature_extractor: features for FID/KID.
+        feature_extractor: features for FID/KID (``extract(images) -> (N, D)``).
         output_dir: folder of the runs and the table.
-        common_overrides: overrides applied to every run (dataset_dir, max_epochs, image_size, ...).
+        max_epochs: training epochs of every run.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear learning-rate warm-up iterations, then cosine decay to ``lr_end_factor`` of it.
+        lr_end_factor: final learning rate as a fraction of ``learning_rate``.
+        ema_decay: decay of the EMA weights that are sampled.
+        ema_warmup_steps: iterations of the EMA decay warm-up.
+        max_grad_norm: gradient clipping (``None``: none).
+        loss_type: ``"l2"`` or ``"l1"`` (:class:`~medsyn_monai.losses.DiffusionLoss`).
+        label_key: batch key of class labels for class-conditional networks (``None``: unconditional).
+        model_info: further ``model_info.json`` entries of every run (``image_size``, ``in_channels``,
+            ``class_names``, ``intensity_range``, ``scheduler`` with the base schedule's ``schedule`` name, ...);
+            ``network`` and the variant's ``scheduler`` settings are written by the study.
+        cpu_bf16: bfloat16 autocast on the CPU.
+        device: training and sampling device.
         num_samples: images sampled per model.
         num_inference_steps: DDIM steps for sampling (when ``sampling_steps`` is not given).
         sampling_steps: several DDIM step counts to sample every model with (a row per variant and count).
         kid_subset_size: KID subset size (capped by the set sizes).
         ssim_pairs: random pairs for intra-set SSIM.
+
+    Raises:
+        ValueError: no variants or seeds, a variant with other parts than ``network`` / ``scheduler``, bad
+            ``real_images`` or ``sampling_steps``.
     """
 
     def __init__(
         self,
-        train_config: str | Path,
-        inference_config: str | Path,
-        variants: Mapping[str, Mapping[str, Any]],
+        network_factory: Callable[..., nn.Module],
+        scheduler_factory: Callable[..., Scheduler],
+        variants: Mapping[str, Mapping[str, Mapping[str, Any]]],
         seeds: Sequence[int],
+        train_loader: Iterable,
         real_images: torch.Tensor,
-        feature_extractor: FeatureExtractor,
+        feature_extractor: Any,
         output_dir: str | Path,
-        common_overrides: Mapping[str, Any] | None = None,
+        max_epochs: int,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_end_factor: float = 0.05,
+        ema_decay: float = 0.995,
+        ema_warmup_steps: int | None = None,
+        max_grad_norm: float | None = None,
+        loss_type: str = "l2",
+        label_key: str | None = None,
+        model_info: Mapping[str, Any] | None = None,
+        cpu_bf16: bool = False,
+        device: str | torch.device = "cpu",
         num_samples: int = 256,
         num_inference_steps: int = 50,
+        sampling_steps: Sequence[int] | None = None,
         kid_subset_size: int = 100,
         ssim_pairs: int = 500,
-        sampling_steps: Sequence[int] | None = None,
     ) -> None:
         if not variants:
             raise ValueError("variants must name at least one variant.")
+        for name, parts in variants.items():
+            unknown = sorted(set(parts) - set(_PARTS))
+            if unknown:
+                raise ValueError(f"variant {name!r}: unknown parts {unknown}; a variant overrides {list(_PARTS)}.")
         if not seeds:
             raise ValueError("seeds must hold at least one seed.")
         if real_images.ndim != 4 or real_images.shape[0] < 2:
             raise ValueError(f"real_images must be (N >= 2, C, H, W), got {tuple(real_images.shape)}.")
-        self.train_config = str(train_config)
-        self.inference_config = str(inference_config)
-        self.variants = {str(k): dict(v) for k, v in variants.items()}
+        self.network_factory = network_factory
+        self.scheduler_factory = scheduler_factory
+        self.variants = {str(k): {p: dict(v.get(p) or {}) for p in _PARTS} for k, v in variants.items()}
         self.seeds = [int(s) for s in seeds]
+        self.train_loader = train_loader
         self.real_images = real_images.float()
         self.feature_extractor = feature_extractor
         self.output_dir = Path(output_dir)
-        self.common_overrides = dict(common_overrides or {})
-        self.num_samples = num_samples
-        self.num_inference_steps = num_inference_steps
+        self.recipe = {
+            "max_epochs": int(max_epochs), "learning_rate": float(learning_rate), "weight_decay": float(weight_decay),
+            "warmup_steps": int(warmup_steps), "lr_end_factor": float(lr_end_factor), "ema_decay": float(ema_decay),
+            "ema_warmup_steps": ema_warmup_steps, "max_grad_norm": max_grad_norm, "loss_type": str(loss_type),
+        }  # fmt: skip
+        self.label_key = label_key
+        self.model_info = dict(model_info or {})
+        self.cpu_bf16 = cpu_bf16
+        self.device = torch.device(device)
+        self.num_samples = int(num_samples)
+        self.num_inference_steps = int(num_inference_steps)
         self.sampling_steps = [int(s) for s in sampling_steps] if sampling_steps else None
         if self.sampling_steps is not None and min(self.sampling_steps) < 1:
             raise ValueError(f"sampling_steps must be positive, got {self.sampling_steps}.")
         self.kid = KernelInceptionDistance(num_subsets=50, subset_size=kid_subset_size, seed=0)
-        self.ssim_pairs = ssim_pairs
+        self.ssim_pairs = int(ssim_pairs)
         self.logger = logging.getLogger(__name__)
 
     def run_dir(self, variant: str, seed: int) -> Path:
@@ -96,32 +159,59 @@ class AblationStudy:
 
     def train(self, variant: str, seed: int) -> float:
         """Train one variant/seed (skipped when its model exists); returns the training seconds (0 if skipped)."""
-        out = self.run_dir(variant, seed)
-        if (out / "models" / "model.pt").is_file():
-            self.logger.info(f"{variant} seed {seed}: reusing {out}")
+        models = self.run_dir(variant, seed) / "models"
+        if (models / "model.pt").is_file():
+            self.logger.info(f"{variant} seed {seed}: reusing {models}")
             return 0.0
         t0 = time.perf_counter()
-        overrides = {**self.common_overrides, **self.variants[variant], "seed": seed, "output_dir": str(out)}
-        bundle_run(config_file=self.train_config, **overrides)
+        r = self.recipe
+        set_determinism(seed=seed)
+        network = self.network_factory(**self.variants[variant]["network"]).to(self.device)
+        scheduler = self.scheduler_factory(**self.variants[variant]["scheduler"])
+        ema = copy.deepcopy(network)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=r["learning_rate"], weight_decay=r["weight_decay"])
+        total = max(1, r["max_epochs"] * len(self.train_loader))  # type: ignore[arg-type]
+        lr_schedule = WarmupCosineSchedule(optimizer, warmup_steps=r["warmup_steps"], t_total=total,
+                                           end_lr=r["learning_rate"] * r["lr_end_factor"])  # fmt: skip
+        handlers = [
+            LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),
+            ExponentialMovingAverage(network, ema, decay=r["ema_decay"], warmup_iters=r["ema_warmup_steps"]),
+            AtomicCheckpoint(models, {"network": network, "ema": ema, "optimizer": optimizer}, model_key="ema"),
+        ]
+        trainer = DiffusionTrainer(
+            self.device,
+            r["max_epochs"],
+            self.train_loader,
+            network,
+            optimizer,
+            scheduler,
+            loss_function=DiffusionLoss(r["loss_type"]),
+            inferer=ConditionalDiffusionInferer(scheduler, cpu_bf16=self.cpu_bf16),
+            label_key=self.label_key,
+            max_grad_norm=r["max_grad_norm"],
+            train_handlers=handlers,
+        )
+        schedule = {**self.model_info.get("scheduler", {}), **self.variants[variant]["scheduler"],
+                    "num_train_timesteps": scheduler.num_train_timesteps,
+                    "prediction_type": scheduler.prediction_type}  # fmt: skip
+        save_model_info(models, **{**self.model_info, "network": network_config(network), "scheduler": schedule,
+                                   "ablation_variant": variant, "seed": seed})  # fmt: skip
+        trainer.run()
         return time.perf_counter() - t0
 
     def sampler(self, variant: str, seed: int) -> DiffusionSampler:
-        """The bundle's inference sampler for one trained model, weights loaded (built once per model)."""
-        parser = ConfigParser()
-        parser.read_config(self.inference_config)
-        parser.update({"output_dir": str(self.run_dir(variant, seed)), "seed": seed,
-                       "num_inference_steps": self.num_inference_steps, "num_samples": self.num_samples})  # fmt: skip
-        sampler: DiffusionSampler = parser.get_parsed_content("sampler")
-        sampler.verbose = False
+        """The DDIM sampler of one trained model, weights loaded."""
+        sampler = DiffusionSampler.from_checkpoint(
+            self.run_dir(variant, seed) / "models" / "model.pt",
+            num_samples=self.num_samples,
+            num_inference_steps=self.num_inference_steps,
+            cpu_bf16=self.cpu_bf16,
+            seed=seed,
+            device=self.device,
+            verbose=False,
+        )
         sampler.load_weights()
         return sampler
-
-    def sample(self, sampler: DiffusionSampler, seed: int, num_inference_steps: int) -> torch.Tensor:
-        """``num_samples`` images from ``sampler`` with ``num_inference_steps`` DDIM steps (same noise each time)."""
-        if sampler.num_inference_steps is not None:  # None: a DDPM sampler uses all its training steps
-            sampler.num_inference_steps = num_inference_steps
-        images, _ = sampler.generate(seed=seed)
-        return images
 
     def score(self, images: torch.Tensor, real_features: torch.Tensor) -> dict[str, float]:
         fake_features = self.feature_extractor.extract(images)
@@ -136,9 +226,9 @@ class AblationStudy:
         """Train, sample and score every variant and seed; print and write the table."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         real_features = self.feature_extractor.extract(self.real_images)
+        reference = {"ssim_intra_real": float(intra_set_ssim(self.real_images, num_pairs=self.ssim_pairs, seed=0))}
         results: dict[str, Any] = {"variants": {}, "seeds": self.seeds, "num_samples": self.num_samples,
-                                   "reference": {"ssim_intra_real": float(intra_set_ssim(
-                                       self.real_images, num_pairs=self.ssim_pairs, seed=0))}}  # fmt: skip
+                                   "recipe": self.recipe, "reference": reference}  # fmt: skip
         steps_list = self.sampling_steps or [self.num_inference_steps]
         for variant in self.variants:
             runs: dict[int, list[dict[str, float]]] = {steps: [] for steps in steps_list}
@@ -146,8 +236,9 @@ class AblationStudy:
                 seconds = self.train(variant, seed)
                 sampler = self.sampler(variant, seed)
                 for steps in steps_list:
+                    sampler.num_inference_steps = steps
                     t0 = time.perf_counter()
-                    images = self.sample(sampler, seed, steps)
+                    images, _ = sampler.generate(seed=seed)
                     per_image = (time.perf_counter() - t0) / images.shape[0]
                     scores = self.score(images, real_features)
                     runs[steps].append({"seed": seed, "train_seconds": seconds, "sample_seconds_per_image": per_image,
@@ -158,7 +249,8 @@ class AblationStudy:
                 keys = ("fid", "kid", "ssim_intra", "sample_seconds_per_image")
                 summary = {f"{k}_{stat}": float(fn([r[k] for r in runs[steps]])) for k in keys
                            for stat, fn in (("mean", np.mean), ("std", np.std))}  # fmt: skip
-                results["variants"][name] = {"overrides": self.variants[variant], "num_inference_steps": steps,
+                overrides = {k: v for part in self.variants[variant].values() for k, v in part.items()}
+                results["variants"][name] = {"overrides": overrides, "num_inference_steps": steps,
                                              "runs": runs[steps], **summary}  # fmt: skip
         table = self.table(results)
         print(table)

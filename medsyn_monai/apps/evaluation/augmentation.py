@@ -14,6 +14,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
 from medsyn_monai.apps.generation.sampler import SampleGenerator
 from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import write_json
 
 __all__ = ["SyntheticAugmentationStudy"]
@@ -113,7 +114,7 @@ class SyntheticAugmentationStudy:
         self.max_epochs = int(max_epochs)
         self.batch_size = int(batch_size)
         self.learning_rate = float(learning_rate)
-        self.class_weighted = bool(class_weighted)
+        self.class_weighted = as_bool(class_weighted, "class_weighted")
         self.device = torch.device(device)
         self.seed = int(seed)
         self.output_dir = Path(output_dir) if output_dir is not None else None

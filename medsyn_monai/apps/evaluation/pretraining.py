@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
 from medsyn_monai.apps.generation.sampler import SampleGenerator
 from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import atomic_write, write_json
 
 __all__ = ["SyntheticPretrainingStudy"]
@@ -62,10 +63,14 @@ class SyntheticPretrainingStudy:
             :class:`~medsyn_monai.apps.generation.DiffusionSampler`); or give ``synthetic_data``.
         synthetic_data: already generated ``{"image", "label"}`` items instead of ``generator``.
         samples_per_class: synthetic images per class to generate (an int, or one per class).
+        num_samples: total synthetic images instead, split as evenly as possible over the classes (the first classes
+            get one more when it does not divide).
         generator_labels: the generator's class index for each of ``class_names`` (default ``0, 1, ...``).
         real_fractions: fractions of the real training set for fine-tuning, each in ``[0, 1]``; ``0`` = synthetic only.
         classifier_seeds: seeds of the initial weights, the shuffling and the real subsets (one run per seed).
         val_data: real validation items for best-epoch selection, or ``None``.
+        select_on_val: select the best epoch on ``val_data`` (``False``: keep the last epoch; command-line
+            spellings of :func:`~medsyn_monai.utils.as_bool` are accepted, also for ``class_weighted``).
         train_transform: dict transform applied to every training item (real and synthetic).
         pretrain_epochs: epochs on the synthetic images.
         finetune_epochs: epochs of fine-tuning on the real subset.
@@ -119,6 +124,8 @@ class SyntheticPretrainingStudy:
         finetune_learning_rate: float | None = None,
         class_weighted: bool = True,
         generation_seed: int = 0,
+        num_samples: int | None = None,
+        select_on_val: bool = True,
         device: str | torch.device = "cpu",
         output_dir: str | Path | None = None,
         num_workers: int = 0,
@@ -129,6 +136,11 @@ class SyntheticPretrainingStudy:
         if len(self.class_names) < 2:
             raise ValueError(f"class_names must name at least 2 classes, got {self.class_names}.")
         num_classes = len(self.class_names)
+        if num_samples is not None:
+            total = int(num_samples)
+            samples_per_class = [
+                total // num_classes + (1 if c < total % num_classes else 0) for c in range(num_classes)
+            ]
         counts = (
             [int(samples_per_class)] * num_classes if isinstance(samples_per_class, int) else list(samples_per_class)
         )
@@ -138,7 +150,7 @@ class SyntheticPretrainingStudy:
                 f"{samples_per_class}."
             )
         self.samples_per_class = [int(c) for c in counts]
-        if generator is not None and class_weighted and 0 in self.samples_per_class:
+        if generator is not None and as_bool(class_weighted, "class_weighted") and 0 in self.samples_per_class:
             raise ValueError(
                 f"samples_per_class {self.samples_per_class} leaves a class without synthetic images, which the "
                 "class-weighted loss cannot weigh: generate at least one image per class (or class_weighted=False)."
@@ -165,7 +177,8 @@ class SyntheticPretrainingStudy:
                 f"{finetune_epochs}, {real_epochs}."
             )
         self.classifier_factory = classifier_factory
-        self.train_data, self.test_data, self.val_data = train_data, test_data, val_data
+        self.train_data, self.test_data = train_data, test_data
+        self.val_data = val_data if as_bool(select_on_val, "select_on_val") else None
         self.generator, self.synthetic_data = generator, synthetic_data
         self.train_transform = train_transform
         self.batch_size = int(batch_size)
@@ -173,7 +186,7 @@ class SyntheticPretrainingStudy:
         self.finetune_learning_rate = (
             self.learning_rate if finetune_learning_rate is None else float(finetune_learning_rate)
         )
-        self.class_weighted = bool(class_weighted)
+        self.class_weighted = as_bool(class_weighted, "class_weighted")
         self.generation_seed = int(generation_seed)
         self.device = torch.device(device)
         self.output_dir = Path(output_dir) if output_dir is not None else None

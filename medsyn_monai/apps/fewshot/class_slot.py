@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medsyn_monai.networks.nets import network_from_config
 from medsyn_monai.utils.model_info import load_model_info
 
 __all__ = ["FewShotSetup", "add_class_slot", "class_embedding_keys"]
@@ -72,7 +73,7 @@ def _load_state(path: Path, ckpt_key: str | None) -> dict[str, torch.Tensor]:
             f"no base model at {path}: train the class-conditional base model first (the bundle's train.json with the "
             "same output_dir), or pass --base_ckpt to its models/model.pt."
         )
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and "trainer" in state:  # a full training checkpoint
         key = ckpt_key if ckpt_key in state else "network"
         if key not in state:
@@ -209,8 +210,24 @@ class FewShotSetup:
             ) from e
         return network
 
+    def network(self) -> nn.Module:
+        """The fine-tuned model's network: the base model's (``model_info.json`` ``network`` entry) built for
+        :attr:`num_classes` classes, with the base weights loaded (:meth:`load_base_weights`).
+
+        Raises:
+            ValueError: a base ``model_info.json`` without a ``network`` entry (written by an older release).
+        """
+        config = self.base_info.get("network")
+        if not isinstance(config, Mapping):
+            raise ValueError(
+                f"the model_info.json of {self.base_ckpt} has no 'network' entry (an older release wrote it): train "
+                "the base model again with this release."
+            )
+        overrides = {"num_classes": self.num_classes} if "num_classes" in config else {}
+        return self.load_base_weights(network_from_config(config, **overrides))
+
     def load_base_entry(
-        self, module: nn.Module, name: str = "projection", checkpoint_name: str = "checkpoint.pt"
+        self, module: nn.Module | None, name: str = "projection", checkpoint_name: str = "checkpoint.pt"
     ) -> bool:
         """Load entry ``name`` of the base run's full checkpoint (beside ``base_ckpt``) into ``module``, if present.
 
@@ -218,15 +235,16 @@ class FewShotSetup:
         fine-tuning with alignment continues from it instead of a random projection.
 
         Returns:
-            whether the entry was found and loaded (``False``: no checkpoint or no such entry; ``module`` unchanged).
+            whether the entry was found and loaded (``False``: ``module`` is ``None``, no checkpoint or no such entry;
+            ``module`` unchanged).
 
         Raises:
             RuntimeError: the entry does not fit ``module``.
         """
         path = self.base_ckpt.parent / checkpoint_name
-        if not path.is_file():
+        if module is None or not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, Mapping) or name not in state:
             return False
         try:
@@ -243,13 +261,16 @@ class FewShotSetup:
             fewshot: extra entries of the ``"fewshot"`` record (e.g. ``prior_loss_weight``, ``num_class_images``).
         """
         info = dict(self.base_info)
+        network = info.get("network")
+        if isinstance(network, Mapping) and "num_classes" in network:  # the network of the fine-tuned model
+            info["network"] = {**network, "num_classes": self.num_classes}
         info.update(
             {
                 "class_names": self.class_names,
                 "num_classes": self.num_classes,
                 "null_class_label": self.null_class_label,
                 "fewshot": {
-                    "base_ckpt": str(self.base_ckpt.resolve()),
+                    "base_ckpt": str(self.base_ckpt),
                     "base_class_names": self.base_class_names,
                     "instance_class": self.instance_class,
                     "instance_label": self.instance_label,

@@ -17,6 +17,7 @@ from PIL import Image
 
 from medsyn_monai.apps.generation.sampler import DiffusionSampler
 from medsyn_monai.data.collection import DEFAULT_EXTENSIONS
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import atomic_write, write_json
 
 __all__ = ["PRIOR_MANIFEST_NAME", "PriorImageGenerator"]
@@ -66,6 +67,8 @@ class PriorImageGenerator:
         seed: seed of the noise.
         batch_size: images denoised together (default: the sampler's ``batch_size``).
         verbose: progress bars while sampling.
+        enabled: generate (``False``: :meth:`run` returns no image and writes nothing, e.g. a few-shot run without
+            prior preservation; the command-line spellings of :func:`~medsyn_monai.utils.as_bool` are accepted).
 
     Raises:
         ValueError: bad arguments (unconditional sampler, class index out of range, ``num_class_images < 1``, a
@@ -98,6 +101,7 @@ class PriorImageGenerator:
         seed: int = 0,
         batch_size: int | None = None,
         verbose: bool = False,
+        enabled: bool = True,
     ) -> None:
         if isinstance(num_class_images, bool) or int(num_class_images) != num_class_images or num_class_images < 1:
             raise ValueError(f"num_class_images must be an integer >= 1, got {num_class_images!r}.")
@@ -122,6 +126,7 @@ class PriorImageGenerator:
         self.seed = int(seed)
         self.batch_size = int(batch_size) if batch_size is not None else sampler.batch_size
         self.verbose = verbose
+        self.enabled = as_bool(enabled, "enabled")
         self.generated: list[Path] = []
         self.logger = logging.getLogger(__name__)
 
@@ -240,6 +245,11 @@ class PriorImageGenerator:
         pil = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
         return atomic_write(path, lambda tmp: pil.save(tmp, format="PNG"))
 
+    def records(self) -> list[dict[str, str]]:
+        """:meth:`run`, as data records ``{"image": path, "case_id": file name}`` (e.g. for
+        :meth:`~medsyn_monai.data.SliceDataset.with_data`)."""
+        return [{"image": str(p), "case_id": p.name} for p in self.run()]
+
     def run(self) -> list[Path]:
         """Generate the missing prior images and return the prior image files to train on.
 
@@ -247,6 +257,9 @@ class PriorImageGenerator:
             the first ``num_class_images`` image files of ``class_dir`` (sorted by name); :attr:`generated` lists
             the files written by this call (empty when nothing was missing).
         """
+        if not self.enabled:
+            self.generated = []
+            return []
         manifest = self._read_manifest()
         # without the weights file nothing can be generated (load_weights says so) nor checked; a complete class_dir
         # is then reused as it is

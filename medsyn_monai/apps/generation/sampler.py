@@ -6,7 +6,7 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -15,7 +15,11 @@ from monai.networks.schedulers import DDIMScheduler, Scheduler
 from monai.transforms import SaveImage
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
+from medsyn_monai.networks.nets import network_from_config
+from medsyn_monai.networks.schedulers import sampling_scheduler
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
+from medsyn_monai.utils.model_info import load_model_info
 
 __all__ = ["DiffusionSampler", "SampleGenerator"]
 
@@ -55,19 +59,21 @@ class DiffusionSampler:
         ckpt_path: weights: a ``state_dict`` file (``models/model.pt``, the EMA weights) or a full training
             checkpoint (``checkpoint.pt``), from which ``ckpt_key`` is taken.
         output_dir: folder for the samples (created).
-        num_samples: number of images.
+        num_samples: number of images (see also ``num_samples_per_class``).
         image_shape: ``(C, *spatial)`` of one sample.
         batch_size: images denoised together.
         num_inference_steps: denoising steps (``None``: the scheduler's training steps).
         class_names: class names of a class-conditional model (``None``: unconditional).
-        class_labels: class indices to sample (default: all classes in turn).
+        class_labels: classes to sample, as indices or names (default: all classes in turn).
+        num_samples_per_class: when given, ``num_samples`` is this many images of each sampled class.
         guidance_scale: classifier-free guidance weight (1 = none).
         seed: seed of the noise and of stochastic scheduler steps.
         device: device to sample on.
         ckpt_key: entry of a full checkpoint to load (``"ema"`` by default, falling back to ``"network"``).
-        save_png: write PNG files.
+        save_png: write PNG files (booleans accept the command-line spellings of :func:`~medsyn_monai.utils.as_bool`).
         save_nifti: write NIfTI files.
-        nifti_range: intensities that [-1, 1] maps to in the NIfTI files.
+        nifti_range: intensities that [-1, 1] maps to in the NIfTI files (``None``: [-1, 1] unchanged), e.g. the CT
+            window in HU that the training images were scaled from.
         verbose: show a progress bar.
     """
 
@@ -83,26 +89,35 @@ class DiffusionSampler:
         batch_size: int = 16,
         num_inference_steps: int | None = 50,
         class_names: Sequence[str] | None = None,
-        class_labels: Sequence[int] | None = None,
+        class_labels: Sequence[int | str] | None = None,
+        num_samples_per_class: int | None = None,
         guidance_scale: float = 1.0,
         seed: int = 0,
         device: str | torch.device = "cpu",
         ckpt_key: str | None = "ema",
         save_png: bool = True,
         save_nifti: bool = True,
-        nifti_range: Sequence[float] = (-1.0, 1.0),
+        nifti_range: Sequence[float] | None = None,
         verbose: bool = True,
     ) -> None:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         if class_labels is not None and class_names is None:
             raise ValueError("class_labels need class_names (the model must be class-conditional).")
+        labels = None
         if class_names is not None and class_labels is not None:
-            bad = [c for c in class_labels if not 0 <= int(c) < len(class_names)]
+            names = [str(c) for c in class_names]
+            bad = [c for c in class_labels if not (c in names if isinstance(c, str) else 0 <= int(c) < len(names))]
             if bad:
-                raise ValueError(f"class_labels {bad} out of range for {len(class_names)} classes {list(class_names)}.")
+                raise ValueError(f"class_labels {bad}: not classes of the model, whose classes are {names}.")
+            labels = [names.index(c) if isinstance(c, str) else int(c) for c in class_labels]
+        if num_samples_per_class is not None:
+            if int(num_samples_per_class) < 1:
+                raise ValueError(f"num_samples_per_class must be >= 1, got {num_samples_per_class}.")
+            num_classes = len(labels) if labels is not None else len(class_names) if class_names is not None else 1
+            num_samples = int(num_samples_per_class) * num_classes
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
         self.network = network
         self.inferer = inferer
         self.scheduler = scheduler
@@ -113,16 +128,82 @@ class DiffusionSampler:
         self.batch_size = int(batch_size)
         self.num_inference_steps = num_inference_steps
         self.class_names = list(class_names) if class_names is not None else None
-        self.class_labels = [int(c) for c in class_labels] if class_labels is not None else None
+        self.class_labels = labels
         self.guidance_scale = float(guidance_scale)
         self.seed = int(seed)
         self.device = torch.device(device)
         self.ckpt_key = ckpt_key
-        self.save_png = save_png
-        self.save_nifti = save_nifti
-        self.nifti_range = (float(nifti_range[0]), float(nifti_range[1]))
+        self.save_png = as_bool(save_png, "save_png")
+        self.save_nifti = as_bool(save_nifti, "save_nifti")
+        lo, hi = (-1.0, 1.0) if nifti_range is None else nifti_range
+        self.nifti_range = (float(lo), float(hi))
         self.verbose = verbose
         self.logger = logging.getLogger(__name__)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt_path: str | Path,
+        output_dir: str | Path | None = None,
+        num_samples: int = 16,
+        scheduler_type: str = "ddim",
+        num_inference_steps: int | None = 50,
+        guidance_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
+        cpu_bf16: bool = False,
+        **kwargs: Any,
+    ) -> DiffusionSampler:
+        """The sampler of a model trained by a bundle: network, noise schedule, classes and image shape are rebuilt
+        from the ``model_info.json`` beside ``ckpt_path`` (its ``network`` and ``scheduler`` entries).
+
+        Args:
+            ckpt_path: ``models/model.pt`` (or a snapshot, or ``checkpoint.pt``) of a training run.
+            output_dir: where :meth:`run` writes (default: ``samples/`` beside the ``models/`` folder).
+            num_samples: number of images.
+            scheduler_type: ``"ddim"`` (``num_inference_steps`` steps) or ``"ddpm"`` (all training steps)
+                (:func:`~medsyn_monai.networks.schedulers.sampling_scheduler`).
+            num_inference_steps: DDIM steps (ignored by DDPM).
+            guidance_scale: classifier-free guidance weight (1 = none).
+            guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2024).
+            cpu_bf16: bfloat16 autocast on the CPU.
+            kwargs: other :class:`DiffusionSampler` arguments (``batch_size``, ``class_labels``,
+                ``num_samples_per_class``, ``seed``, ``device``, ``save_png``, ...); ``nifti_range`` defaults to the
+                training intensity range (e.g. the CT window in HU).
+
+        Raises:
+            FileNotFoundError: no ``model_info.json`` beside ``ckpt_path``.
+            ValueError: a ``model_info.json`` without the ``network`` / ``scheduler`` entries of this release.
+        """
+        info = load_model_info(ckpt_path)
+        missing = [k for k in ("network", "scheduler", "image_size", "in_channels") if k not in info]
+        if missing:
+            raise ValueError(
+                f"the model_info.json beside {ckpt_path} has no {missing} entries: it was written by an older release "
+                "of medsyn_monai; train the model again with this release."
+            )
+        scheduler = sampling_scheduler(scheduler_type, **info["scheduler"])
+        inferer = ConditionalDiffusionInferer(
+            scheduler,
+            cpu_bf16=cpu_bf16,
+            null_class_label=info.get("null_class_label"),
+            guidance_scale=guidance_scale,
+            guidance_rescale=guidance_rescale,
+        )
+        kwargs.setdefault("nifti_range", info.get("intensity_range"))
+        size = int(info["image_size"])
+        return cls(
+            network=network_from_config(info["network"]),
+            inferer=inferer,
+            scheduler=scheduler,
+            ckpt_path=ckpt_path,
+            output_dir=output_dir if output_dir is not None else Path(ckpt_path).parent.parent / "samples",
+            num_samples=num_samples,
+            image_shape=(int(info["in_channels"]), size, size),
+            num_inference_steps=num_inference_steps if str(scheduler_type).lower() != "ddpm" else None,
+            class_names=info.get("class_names"),
+            guidance_scale=guidance_scale,
+            **kwargs,
+        )
 
     def load_weights(self) -> None:
         """Load the weights from ``ckpt_path`` into the network (clear errors for a missing or mismatching file)."""
@@ -131,7 +212,7 @@ class DiffusionSampler:
                 f"no trained model at {self.ckpt_path}: run the bundle's train.json with the same output_dir first, "
                 "or pass --ckpt_path to a models/model.pt file."
             )
-        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "trainer" in state:  # a full training checkpoint
             key = self.ckpt_key if self.ckpt_key in state else "network"
             if key not in state:

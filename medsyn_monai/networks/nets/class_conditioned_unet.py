@@ -23,6 +23,8 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 from medsyn_monai.networks.nets.lightweight_unet import LightweightDiffusionUNet
+from medsyn_monai.networks.utils import feature_point
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import ClassConditioning, DiffusionArchitecture
 
 __all__ = ["ClassConditionedDiffusionUNet"]
@@ -62,7 +64,8 @@ class ClassConditionedDiffusionUNet(nn.Module):
             ``channels``, ...; ``spatial_dims`` defaults to 2, ``in_channels`` / ``out_channels`` to 1). The
             conditioning arguments ``num_class_embeds``, ``with_conditioning`` and ``cross_attention_dim`` are set by
             the wrapper and must not be given. For MONAI's U-Net in ``"cross_attention"`` mode, ``attention_levels``
-            chooses where the label token is attended to (the middle block always attends).
+            chooses where the label token is attended to (the middle block always attends); left out (or ``None``)
+            with MONAI's U-Net it is attention at the lowest resolution only, ``(False, ..., False, True)``.
 
     Raises:
         ValueError: unknown ``architecture`` or ``class_conditioning``, ``num_classes < 1``, ``cross_attention_dim <
@@ -114,6 +117,20 @@ class ClassConditionedDiffusionUNet(nn.Module):
         kwargs.setdefault("spatial_dims", 2)
         kwargs.setdefault("in_channels", 1)
         kwargs.setdefault("out_channels", kwargs["in_channels"])
+        levels = kwargs.get("attention_levels")
+        if levels is not None:  # MONAI's U-Net takes real booleans only
+            kwargs["attention_levels"] = [as_bool(a, "attention_levels") for a in levels]
+        elif architecture == DiffusionArchitecture.MONAI and "channels" in kwargs:
+            kwargs["attention_levels"] = [False] * (len(kwargs["channels"]) - 1) + [True]  # attention at the bottom
+        #: the constructor arguments (JSON-ready), from which :func:`~medsyn_monai.networks.nets.network_from_config`
+        #: rebuilds the network
+        self.init_args = {
+            "architecture": str(architecture),
+            "class_conditioning": str(class_conditioning),
+            "num_classes": int(num_classes),
+            "cross_attention_dim": int(cross_attention_dim),
+            "network_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+        }
 
         self.architecture = DiffusionArchitecture(architecture)
         self.class_conditioning = ClassConditioning(class_conditioning)
@@ -132,6 +149,12 @@ class ClassConditionedDiffusionUNet(nn.Module):
         self.out_channels = int(kwargs["out_channels"])
         self.spatial_dims = int(kwargs["spatial_dims"])
         self.block_out_channels = tuple(self.backbone.block_out_channels)
+
+    def feature_point(self) -> tuple[str, int]:
+        """The backbone's default feature point (:func:`medsyn_monai.networks.utils.feature_point`), as a name of
+        this module's ``named_modules()``."""
+        name, channels = feature_point(self.backbone)
+        return f"backbone.{name}", channels
 
     def label_tokens(self, class_labels: torch.Tensor) -> torch.Tensor:
         """The ``(B, 1, cross_attention_dim)`` context tokens of ``class_labels`` (``"cross_attention"`` mode).

@@ -14,6 +14,7 @@ from monai.networks.nets import DenseNet121, ViT, resnet18, resnet50
 from torch import nn
 
 from medsyn_monai.utils.enums import ExpertNetwork
+from medsyn_monai.utils.model_info import MODEL_INFO_NAME, load_model_info
 
 __all__ = ["ExpertClassifier"]
 
@@ -110,6 +111,12 @@ class ExpertClassifier(nn.Module):
         size = (int(image_size),) * 2 if isinstance(image_size, int) else tuple(int(s) for s in image_size)
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"image_size must be a positive int or two positive ints, got {image_size!r}.")
+        #: the constructor arguments (JSON-ready) but the weights file, for
+        #: :func:`~medsyn_monai.networks.nets.network_from_config`
+        self.init_args = {
+            "name": str(name), "in_channels": int(in_channels), "num_classes": int(num_classes),
+            "image_size": list(size), "dropout": float(dropout), "network_kwargs": dict(network_kwargs or {}),
+        }  # fmt: skip
         self.name = ExpertNetwork(name)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
@@ -145,6 +152,33 @@ class ExpertClassifier(nn.Module):
         self.head = nn.Linear(self._feature_dim, num_classes)
         if pretrained_path is not None:
             self.load_pretrained(pretrained_path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> ExpertClassifier:
+        """The expert trained by a bundle's ``train_expert.json``: rebuilt from the ``model_info.json`` beside
+        ``path`` (its ``network`` entry, or the ``name``, ``in_channels``, ``num_classes`` and ``expert_input_size``
+        of earlier releases) with the weights of ``path`` (e.g. ``<output_dir>/models/expert/best_model.pt``).
+
+        Raises:
+            FileNotFoundError: ``path`` or its ``model_info.json`` does not exist (the message says how to train it).
+        """
+        path = Path(path)
+        if not path.is_file() or not (path.parent / MODEL_INFO_NAME).is_file():
+            raise FileNotFoundError(
+                f"expert checkpoint {path} (with {MODEL_INFO_NAME} beside it) not found: train the expert first (the "
+                "bundle's train_expert.json with the same output_dir) or point expert_ckpt at its best_model.pt."
+            )
+        info = load_model_info(path)
+        if isinstance(info.get("network"), dict):  # written by ExpertTraining: the network's own arguments
+            args = {k: v for k, v in info["network"].items() if k != "_target_"}
+            return cls(**args, pretrained_path=path)
+        return cls(
+            info["name"],
+            in_channels=info["in_channels"],
+            num_classes=info["num_classes"],
+            image_size=info.get("expert_input_size", info.get("image_size")),
+            pretrained_path=path,
+        )
 
     @property
     def feature_dim(self) -> int:

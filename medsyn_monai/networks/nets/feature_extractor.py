@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medsyn_monai.networks.nets.classifiers import ExpertClassifier
+from medsyn_monai.transforms.intensity.array import RGBToGrey
 
 __all__ = ["FeatureExtractor"]
 
@@ -27,8 +31,13 @@ class FeatureExtractor(nn.Module):
 
     Inputs are images in ``input_range`` (the project's [-1, 1]); they are mapped to ``model_range`` (e.g.
     ``(0, 255)`` for TorchScript Inception files that expect raw pixels), grey images are repeated to
-    ``model_in_channels`` channels, and images are resized to ``image_size`` when given. Distances computed with
-    different extractors are not comparable with each other: compare FIDs only within one extractor.
+    ``model_in_channels`` channels (RGB images become grey with the BT.601 weights of
+    :class:`~medsyn_monai.transforms.RGBToGrey`), and images are resized to ``image_size`` when given. Distances
+    computed with different extractors are not comparable with each other: compare FIDs only within one extractor.
+
+    The model is frozen: no gradients, and it stays in eval mode whatever :meth:`train` is asked (BatchNorm
+    statistics never drift), so the extractor can also serve as the frozen expert of feature alignment
+    (:class:`~medsyn_monai.engines.DiffusionTrainer`).
 
     Args:
         model: a module (expert or feature network); mutually exclusive with ``path``.
@@ -71,6 +80,32 @@ class FeatureExtractor(nn.Module):
         self.input_range = (float(input_range[0]), float(input_range[1]))
         self.model_range = (float(model_range[0]), float(model_range[1]))
         self.batch_size = batch_size
+        self._to_grey = RGBToGrey()
+
+    @classmethod
+    def from_expert_checkpoint(cls, path: str | Path, **kwargs: Any) -> FeatureExtractor:
+        """The features of an expert trained by a bundle's ``train_expert.json``
+        (:meth:`ExpertClassifier.from_checkpoint`), taking images of any channel count (converted to the expert's).
+
+        Args:
+            path: the expert's weights, e.g. ``<output_dir>/models/expert/best_model.pt``.
+            kwargs: other arguments of :class:`FeatureExtractor`.
+        """
+        expert = ExpertClassifier.from_checkpoint(path)
+        kwargs.setdefault("model_in_channels", expert.in_channels)
+        return cls(expert, **kwargs)
+
+    @property
+    def feature_dim(self) -> int | None:
+        """Length of the features when the model declares it (``feature_dim`` of an expert), else ``None``."""
+        dim = getattr(self.model, "feature_dim", None)
+        return int(dim) if isinstance(dim, int) else None
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        """The extractor is frozen: the model stays in eval mode whatever ``mode`` is."""
+        super().train(mode)
+        self.model.eval()
+        return self
 
     @staticmethod
     def _load(path: Path) -> nn.Module:
@@ -96,8 +131,8 @@ class FeatureExtractor(nn.Module):
         if self.model_in_channels is not None and x.shape[1] != self.model_in_channels:
             if x.shape[1] == 1:
                 x = x.repeat(1, self.model_in_channels, *([1] * (x.ndim - 2)))
-            elif self.model_in_channels == 1:
-                x = x.mean(dim=1, keepdim=True)
+            elif x.shape[1] == 3 and self.model_in_channels == 1:
+                x = torch.as_tensor(self._to_grey(x.transpose(0, 1))).transpose(0, 1)  # (B, 3, ...) -> (B, 1, ...)
             else:
                 raise ValueError(f"cannot map {x.shape[1]} channels to the model's {self.model_in_channels}.")
         if self.image_size is not None and tuple(x.shape[2:]) != tuple(self.image_size):

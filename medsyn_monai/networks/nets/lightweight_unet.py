@@ -22,6 +22,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.nets.diffusion_model_unet import SpatialTransformer, get_timestep_embedding
 from torch import nn
 
+from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import TimeInjection
 
 __all__ = ["LightweightDiffusionUNet"]
@@ -95,7 +96,9 @@ class LightweightDiffusionUNet(nn.Module):
         time_embed_dim: size of the time embedding; defaults to ``4 * channels[0]``.
         norm_num_groups: groups of the GroupNorm layers (capped at the channel count).
         time_injection: ``"all"``, ``"first"`` or ``"encoder"`` (see above).
-        skip_connections: concatenate encoder features in the decoder; ``False`` gives a plain encoder-decoder.
+        skip_connections: concatenate encoder features in the decoder; ``False`` gives a plain encoder-decoder
+            (booleans here and in ``with_conditioning`` / ``attention_levels`` accept the command-line spellings of
+            :func:`~medsyn_monai.utils.as_bool`).
         num_class_embeds: number of classes for class-conditional generation (a learned embedding added to the time
             embedding); ``None`` for an unconditional model.
         dropout: dropout after each activation.
@@ -146,6 +149,10 @@ class LightweightDiffusionUNet(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        skip_connections = as_bool(skip_connections, "skip_connections")
+        with_conditioning = as_bool(with_conditioning, "with_conditioning")
+        if attention_levels is not None:
+            attention_levels = [as_bool(a, "attention_levels") for a in attention_levels]
         channels = tuple(int(c) for c in channels)
         if len(channels) < 1 or any(c < 1 for c in channels):
             raise ValueError(f"channels must be a non-empty sequence of positive integers, got {channels}.")
@@ -159,6 +166,18 @@ class LightweightDiffusionUNet(nn.Module):
         levels = self._attention_levels(
             channels, with_conditioning, cross_attention_dim, attention_levels, num_head_channels
         )
+        #: the constructor arguments (JSON-ready), from which :func:`~medsyn_monai.networks.nets.network_from_config`
+        #: rebuilds the network
+        self.init_args = {
+            "spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels,
+            "channels": list(channels), "convs_per_level": convs_per_level, "time_embed_dim": time_embed_dim,
+            "norm_num_groups": norm_num_groups, "time_injection": str(time_injection),
+            "skip_connections": skip_connections, "num_class_embeds": num_class_embeds, "dropout": dropout,
+            "with_conditioning": with_conditioning, "cross_attention_dim": cross_attention_dim,
+            "attention_levels": attention_levels,
+            "num_head_channels": num_head_channels if isinstance(num_head_channels, int) else list(num_head_channels),
+            "transformer_num_layers": transformer_num_layers,
+        }  # fmt: skip
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -264,6 +283,17 @@ class LightweightDiffusionUNet(nn.Module):
                     f"channels) {bad}."
                 )
         return flags, heads
+
+    def feature_point(self) -> tuple[str, int]:
+        """The module whose output ends the down path (the input of the bottleneck convolutions) and its channels.
+
+        The default alignment point of feature-aligned diffusion (see :func:`medsyn_monai.networks.utils.
+        feature_point`): the last stride-2 convolution, ``channels[-1]`` features at the lowest resolution (the
+        stem for a one-level network).
+        """
+        if len(self.downsamplers):
+            return f"downsamplers.{len(self.downsamplers) - 1}", int(self.channels[-1])
+        return "stem", int(self.channels[0])
 
     def _embedding(self, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         if timesteps.ndim == 0:

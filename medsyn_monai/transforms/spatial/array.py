@@ -1,8 +1,8 @@
 """Spatial transforms: volume to 2D slices, centre/random square crop then resize (array versions).
 
-Images are channel-first with spatial axes in MONAI's order: ``(C, X, Y[, Z])`` (a PNG of H rows and W columns
-loads as ``(C, W, H)``; for DICOM and NIfTI volumes the last spatial axis is the axial one). Outputs keep the
-container type of the input (numpy, tensor or MetaTensor).
+Images are channel-first with spatial axes in MONAI's order: ``(C, X, Y[, Z])`` (a PNG or TIFF page of H rows and
+W columns loads as ``(C, W, H)``; for DICOM and NIfTI volumes the last spatial axis is the axial one, for a
+multi-page TIFF it runs over the pages). Outputs keep the container type of the input (numpy, tensor or MetaTensor).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from monai.transforms import CenterSpatialCrop, RandomizableTransform, Resize, S
 from monai.transforms.traits import MultiSampleTrait
 from monai.utils import InterpolateMode, TransformBackends, convert_data_type, convert_to_tensor
 
-__all__ = ["VolumeToSlices", "CenterCropResize", "RandCropResize"]
+__all__ = ["VolumeToSlices", "SliceFilterReport", "CenterCropResize", "RandCropResize"]
 
 #: meta data keys added to each slice by :class:`VolumeToSlices`.
 SLICE_INDEX_KEY = "slice_index"
@@ -47,6 +48,31 @@ def _check_bound(name: str, value: float | int) -> None:
         return
     if not isinstance(value, (float, np.floating)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be an int index or a float fraction in [0, 1], got {value!r}.")
+
+
+@dataclass(frozen=True)
+class SliceFilterReport:
+    """What the near-empty slice filter of :class:`VolumeToSlices` found in one volume (see ``foreground_report``).
+
+    Attributes:
+        threshold: the intensity threshold used (a pixel is foreground when any channel is above it), in the units
+            of the volume given to the filter.
+        threshold_given: whether ``threshold`` is the ``foreground_threshold`` argument (else it is the automatic
+            ``min + 1% * (max - min)`` of the volume).
+        min_fraction: the ``min_foreground_fraction`` a slice needs to be kept.
+        num_slices: number of slices in the ``start``/``end``/``step`` range.
+        num_kept: number of those slices the filter keeps.
+        max_fraction: the largest foreground fraction among the slices of the range (0 when there is none).
+        max_index: the index of that slice along the axis (``None`` when the range is empty).
+    """
+
+    threshold: float
+    threshold_given: bool
+    min_fraction: float
+    num_slices: int
+    num_kept: int
+    max_fraction: float
+    max_index: int | None
 
 
 class VolumeToSlices(Transform, MultiSampleTrait):
@@ -96,6 +122,10 @@ class VolumeToSlices(Transform, MultiSampleTrait):
         (2, (1, 2, 2))
         >>> VolumeToSlices(axis=2, start=0.5, end=1.0).select_indices(vol)
         [2, 3]
+        >>> vol[0, 0, 0, 1:3] = 0.0  # now a quarter of slices 1 and 2 is background
+        >>> report = VolumeToSlices(min_foreground_fraction=0.8).foreground_report(vol)
+        >>> report.num_kept, report.max_fraction  # why no slice is kept: at best 75% foreground
+        (0, 0.75)
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -170,16 +200,71 @@ class VolumeToSlices(Transform, MultiSampleTrait):
         indices = list(self.slice_range(int(img.shape[self.axis + 1])))
         if self.min_foreground_fraction <= 0.0 or not indices:
             return indices
-        vol = convert_to_tensor(img, track_meta=False)
+        fractions = self.foreground_fractions(img)
+        return [k for k in indices if fractions[k] >= self.min_foreground_fraction]
+
+    def threshold_of(self, img: NdarrayOrTensor) -> float:
+        """The foreground intensity threshold used for the volume ``img``.
+
+        Args:
+            img: channel-first volume (C, X, Y, Z).
+
+        Returns:
+            ``foreground_threshold`` when given, else ``min + 1% * (max - min)`` of ``img``.
+        """
         if self.foreground_threshold is not None:
-            threshold = float(self.foreground_threshold)
-        else:
-            vmin, vmax = float(vol.min()), float(vol.max())
-            threshold = vmin + 0.01 * (vmax - vmin)
-        foreground = (vol > threshold).any(dim=0)  # (X, Y, Z)
+            return float(self.foreground_threshold)
+        vol = convert_to_tensor(img, track_meta=False)
+        vmin, vmax = float(vol.min()), float(vol.max())
+        return vmin + 0.01 * (vmax - vmin)
+
+    def foreground_fractions(self, img: NdarrayOrTensor) -> list[float]:
+        """The fraction of foreground pixels of every slice of the volume ``img`` along ``self.axis``.
+
+        Args:
+            img: channel-first volume (C, X, Y, Z).
+
+        Returns:
+            One fraction in ``[0, 1]`` per slice index (the whole axis, not only the selected range).
+
+        Raises:
+            ValueError: when ``img`` is not a channel-first 3D volume.
+        """
+        if img.ndim != 4:
+            raise ValueError(
+                f"foreground_fractions expects a channel-first 3D volume (C, X, Y, Z), got {tuple(img.shape)}."
+            )
+        vol = convert_to_tensor(img, track_meta=False)
+        foreground = (vol > self.threshold_of(img)).any(dim=0)  # (X, Y, Z)
         other = tuple(d for d in range(3) if d != self.axis)
-        fractions = foreground.to(torch.float64).mean(dim=other)
-        return [k for k in indices if float(fractions[k]) >= self.min_foreground_fraction]
+        return [float(f) for f in foreground.to(torch.float64).mean(dim=other)]
+
+    def foreground_report(self, img: NdarrayOrTensor) -> SliceFilterReport:
+        """What the near-empty slice filter does to the volume ``img``, e.g. to explain why it keeps no slice.
+
+        Args:
+            img: channel-first volume (C, X, Y, Z).
+
+        Returns:
+            The threshold, the fraction required, the number of slices in the range and kept, and the largest
+            foreground fraction among the slices of the range.
+
+        Raises:
+            ValueError: when ``img`` is not a channel-first 3D volume.
+        """
+        fractions = self.foreground_fractions(img)  # validates img
+        in_range = list(self.slice_range(len(fractions)))
+        kept = [k for k in in_range if fractions[k] >= self.min_foreground_fraction]
+        best = max(in_range, key=lambda k: fractions[k], default=None)
+        return SliceFilterReport(
+            threshold=self.threshold_of(img),
+            threshold_given=self.foreground_threshold is not None,
+            min_fraction=self.min_foreground_fraction,
+            num_slices=len(in_range),
+            num_kept=len(kept),
+            max_fraction=0.0 if best is None else fractions[best],
+            max_index=best,
+        )
 
     def get_slice(self, img: NdarrayOrTensor, index: int) -> NdarrayOrTensor:
         """Slice ``index`` of the volume ``img`` along ``self.axis``, as a 2D channel-first image.

@@ -16,7 +16,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.transforms.traits import MultiSampleTrait
 from monai.utils import InterpolateMode, ensure_tuple_rep
 
-from medsyn_monai.transforms.spatial.array import CenterCropResize, RandCropResize, VolumeToSlices
+from medsyn_monai.transforms.spatial.array import CenterCropResize, RandCropResize, SliceFilterReport, VolumeToSlices
 
 __all__ = [
     "VolumeToSlicesd",
@@ -60,6 +60,8 @@ class VolumeToSlicesd(MapTransform, MultiSampleTrait):
         >>> items = VolumeToSlicesd("image")(data)
         >>> len(items), items[2]["image"].shape, items[2]["label"]
         (3, (1, 2, 2), 7)
+        >>> VolumeToSlicesd("image", min_foreground_fraction=0.5).foreground_report(data).num_kept  # all zero
+        0
     """
 
     backend = VolumeToSlices.backend
@@ -84,6 +86,21 @@ class VolumeToSlicesd(MapTransform, MultiSampleTrait):
             min_foreground_fraction=min_foreground_fraction,
             foreground_threshold=foreground_threshold,
         )
+
+    def foreground_report(self, data: Mapping[Hashable, Any]) -> SliceFilterReport | None:
+        """What the near-empty slice filter does to the first selected key of ``data`` (the one that decides).
+
+        Args:
+            data: the data dictionary.
+
+        Returns:
+            The report of :meth:`~medsyn_monai.transforms.VolumeToSlices.foreground_report`, or ``None`` when no
+            key is present or the first one holds a 2D image (never filtered).
+        """
+        keys = list(self.key_iterator(dict(data)))
+        if not keys or data[keys[0]].ndim != 4:
+            return None
+        return self.slicer.foreground_report(data[keys[0]])
 
     def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:  # type: ignore[override]
         """Slice the selected entries of ``data``.

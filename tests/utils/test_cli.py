@@ -12,7 +12,7 @@ from monai.bundle import ConfigParser
 
 from medsyn_monai.utils import as_bool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 TRUE_VALUES = [True, "true", "True", "TRUE", " true\n", "yes", "Yes", "on", "ON", "1", 1, np.bool_(True), np.int64(1)]
@@ -63,14 +63,11 @@ def test_without_name_and_allow_none():
         as_bool("nope", "guidance", allow_none=True)
 
 
-BUNDLES = ("ct_lightweight", "cell_ddpm", "cxr_cfg", "histo_feature_aligned")
-LEFT_OUT = {"metadata.json", "train_fewshot.json"}  # train_fewshot.json: converted separately
+BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
 
 
-def _bundle_configs():
-    return [
-        p for b in BUNDLES for p in sorted((REPO / "bundles" / b / "configs").glob("*.json")) if p.name not in LEFT_OUT
-    ]
+def _configs():
+    return [p for b in BUNDLES for p in sorted((b / "configs").glob("*.json")) if p.name != "metadata.json"]
 
 
 def _strings(node):
@@ -84,27 +81,34 @@ def _strings(node):
         yield node
 
 
-@pytest.mark.parametrize("path", _bundle_configs(), ids=lambda p: f"{p.parent.parent.name}/{p.name}")
-def test_bundle_booleans_go_through_as_bool(path):
-    """Every top-level boolean key of the bundle configs is read through as_bool wherever it is referenced."""
+@pytest.mark.parametrize("path", _configs(), ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_bundle_booleans_are_parsed_in_one_place(path):
+    """A boolean key reaches a component as it is (the component parses it with as_bool); an expression may read it
+    only through the one as_bool of its config, never bare (a command-line "false" is a truthy string)."""
     config = json.loads(path.read_text())
-    keys = [k for k, v in config.items() if isinstance(v, bool)]
-    assert keys, path
+    base = json.loads((path.parent / "train.json").read_text())
+    keys = {k for k, v in {**base, **config}.items() if isinstance(v, bool)}
     for key in keys:
-        for s in (s for k, v in config.items() if k != key for s in _strings(v)):
+        for s in _strings(config):
+            if s == f"@{key}" or not s.startswith("$"):
+                continue
             bare = re.findall(rf"(.{{0,8}})@{key}(?![\w#])", s)
-            assert all(before.endswith("as_bool(") for before in bare), f"{path.name}: {key!r} without as_bool in {s!r}"
+            assert all(before.endswith("as_bool(") for before in bare), f"{path.name}: {key!r} read bare in {s!r}"
+    wrappers = [s for s in _strings(config) if "as_bool(" in s]
+    assert len(wrappers) <= 1, f"{path.name} parses booleans in {len(wrappers)} places: {wrappers}"
     assert not any("strip().lower()" in s for s in _strings(config)), path
 
 
 @pytest.mark.parametrize("value, expected", [("false", False), ("TRUE", True), ("Off", False)])
-def test_parsed_config_value(value, expected):
+def test_parsed_config_value(value, expected, tiny_ct_demo):
     """The strings python-fire hands over ("false", ...) reach the network as real bools; typos stop the run."""
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "ct_lightweight" / "configs" / "train.json"))
-    parser["skip_connections"] = value
-    assert parser.get_parsed_content("model_info#skip_connections") is expected
+    parser.update({"skip_connections": value, "conditional": "no", "augment": value, "dataset_dir": str(tiny_ct_demo)})
+    network = parser.get_parsed_content("network_def")
+    assert network.skip_connections is expected and network.num_class_embeds is None
+    assert parser.get_parsed_content("train#augmentation").enabled is expected
     parser["skip_connections"] = "flase"
     with pytest.raises(RuntimeError) as err:
-        parser.get_parsed_content("model_info#skip_connections", lazy=False)
+        parser.get_parsed_content("network_def", lazy=False)
     assert "skip_connections: expected a boolean" in str(err.value.__cause__)

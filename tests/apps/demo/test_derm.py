@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from medsyn_monai.apps.demo import create_demo, prepare_demo
@@ -21,16 +20,8 @@ from medsyn_monai.apps.demo.derm import (
 )
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
 
+KIND = "derm"
 SMALL = {"num_per_class": 6, "num_instance": 3, "size": 64, "seed": 3}
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_derm_demo(tmp_path_factory.mktemp("derm") / "demo", **SMALL)
 
 
 def _lesion_stats(kind: str, n: int = 12) -> dict[str, np.ndarray]:
@@ -83,7 +74,7 @@ def test_phantom_determinism_and_arguments():
         derm_phantom(0, 64)  # type: ignore[arg-type]
 
 
-def test_structure_counts_and_metadata(small_demo: Path):
+def test_structure_counts_and_metadata(small_demo: Path, read_png):
     assert sorted(p.name for p in small_demo.iterdir()) == ["README.md", "dataset.json", "instance", "lesions"]
     for cls in DERM_DEMO_CLASSES:
         names = sorted(p.name for p in (small_demo / "lesions" / cls).iterdir())
@@ -99,7 +90,7 @@ def test_structure_counts_and_metadata(small_demo: Path):
     assert meta["generator"]["parameters"] == SMALL and meta["num_images"] == 15
     assert meta["images"][0] == {"path": "lesions/melanoma/derm_0000.png", "class": "melanoma", "index": 0, "label": 0}
     # image j of kind k comes from default_rng([seed, 3 j + k])
-    first_blue = np.asarray(Image.open(small_demo / "instance" / "blue_nevus_0001.png"))
+    first_blue = read_png(small_demo / "instance" / "blue_nevus_0001.png", "RGB")
     assert np.array_equal(first_blue, derm_phantom(np.random.default_rng([3, 3 * 1 + 2]), 64, kind="blue_nevus"))
 
 
@@ -112,14 +103,10 @@ def test_collection_reads_lesions_and_instance(small_demo: Path):
     assert tuple(image.shape) == (3, 64, 64)
 
 
-def test_idempotent_and_create_demo_dispatch(small_demo: Path, tmp_path: Path):
-    before = _snapshot(small_demo)
-    create_derm_demo(small_demo, **SMALL)  # identical demo: untouched
-    assert _snapshot(small_demo) == before
-    with pytest.raises(ValueError, match="different collection"):
-        create_derm_demo(small_demo, **{**SMALL, "seed": 4})
+def test_idempotent_and_create_demo_dispatch(small_demo: Path, tmp_path: Path, snapshot, check_existing_folders):
+    check_existing_folders(create_derm_demo, small_demo, SMALL, tmp_path)  # identical demo: untouched
     other = create_demo("derm", tmp_path / "d", **SMALL)
-    assert _snapshot(other) == before
+    assert snapshot(other) == snapshot(small_demo)
 
 
 def test_prepare_demo(tmp_path: Path):

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.apps.demo.cells import CELLS_DEMO_CLASSES, CELLS_DEMO_VERSION, cells_phantom, create_cells_demo
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
 
+KIND = "cells"
 SMALL = {"num_per_class": 12, "size": 64, "seed": 5}
 
 
@@ -22,21 +22,6 @@ def _purple(img: np.ndarray) -> np.ndarray:
     """Dark purple (Giemsa) pixels: blue clearly above red, and dark (every channel < 170)."""
     r, g, b = (img[..., i].astype(int) for i in range(3))
     return (b > r + 8) & (np.maximum(np.maximum(r, g), b) < 170)
-
-
-def _read(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        assert im.mode == "RGB" and im.format == "PNG"
-        return np.asarray(im)
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_cells_demo(tmp_path_factory.mktemp("cells") / "demo", **SMALL)
 
 
 def test_structure_counts_and_metadata(small_demo: Path):
@@ -56,10 +41,10 @@ def test_structure_counts_and_metadata(small_demo: Path):
     assert not [p for p in small_demo.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_png_mode_size_and_generator_identity(small_demo: Path):
+def test_png_mode_size_and_generator_identity(small_demo: Path, read_png):
     meta = json.loads((small_demo / "dataset.json").read_text())
     for item in meta["images"]:
-        img = _read(small_demo / item["path"])
+        img = read_png(small_demo / item["path"], "RGB")
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8
         # every file is exactly the phantom of default_rng([seed, 2 * j + label])
         expected = cells_phantom(np.random.default_rng([SMALL["seed"], item["index"]]), 64, item["label"] == 0)
@@ -67,14 +52,16 @@ def test_png_mode_size_and_generator_identity(small_demo: Path):
     # reader convention: channel-first, spatial axes (x, y) = (column, row), so loaded[:, :, row] is image row `row`
     loaded = LoadMedicalImage()(small_demo / "uninfected" / "cell_0003.png")
     assert tuple(loaded.shape) == (3, 64, 64)
-    np.testing.assert_array_equal(np.asarray(loaded[:, :, 10]), _read(small_demo / "uninfected/cell_0003.png")[10].T)
+    np.testing.assert_array_equal(
+        np.asarray(loaded[:, :, 10]), read_png(small_demo / "uninfected/cell_0003.png", "RGB")[10].T
+    )
 
 
-def test_determinism(tmp_path: Path, small_demo: Path):
+def test_determinism(tmp_path: Path, small_demo: Path, snapshot, read_png):
     again = create_cells_demo(tmp_path / "again", **SMALL)
-    assert _snapshot(again) == _snapshot(small_demo)
+    assert snapshot(again) == snapshot(small_demo)
     other = create_cells_demo(tmp_path / "other", **{**SMALL, "seed": 6})
-    a, b = _read(small_demo / "uninfected/cell_0000.png"), _read(other / "uninfected/cell_0000.png")
+    a, b = read_png(small_demo / "uninfected/cell_0000.png", "RGB"), read_png(other / "uninfected/cell_0000.png", "RGB")
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
     # the first images do not depend on the number of images per class
     fewer = create_cells_demo(tmp_path / "fewer", **{**SMALL, "num_per_class": 3})
@@ -102,10 +89,10 @@ def test_black_background_and_single_cell(size: int):
         assert img[core].astype(float).mean() > img[rim].astype(float).mean() + 5
 
 
-def test_parasites_are_dark_purple_inside_the_cell(small_demo: Path):
+def test_parasites_are_dark_purple_inside_the_cell(small_demo: Path, read_png):
     for j in range(SMALL["num_per_class"]):
-        par = _read(small_demo / f"parasitized/cell_{j:04d}.png")
-        unin = _read(small_demo / f"uninfected/cell_{j:04d}.png")
+        par = read_png(small_demo / f"parasitized/cell_{j:04d}.png", "RGB")
+        unin = read_png(small_demo / f"uninfected/cell_{j:04d}.png", "RGB")
         inner = ndimage.binary_erosion(par.any(axis=-1), iterations=2)
         purple = _purple(par)
         assert purple.sum() >= 3, j
@@ -138,24 +125,8 @@ def test_uninfected_cells_have_faint_artefacts_but_classes_share_the_cell():
     assert spotted >= 5
 
 
-def test_existing_folders(tmp_path: Path, small_demo: Path):
-    files = sorted(small_demo.rglob("*.png")) + [small_demo / "dataset.json", small_demo / "README.md"]
-    before = [f.stat().st_mtime_ns for f in files]
-    assert create_cells_demo(small_demo, **SMALL) == small_demo
-    assert [f.stat().st_mtime_ns for f in files] == before
-    assert not [p for p in small_demo.iterdir() if p.name.startswith(".tmp")]
-
-    with pytest.raises(ValueError, match="different collection"):
-        create_cells_demo(small_demo, **{**SMALL, "seed": 9})
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="no dataset.json"):
-        create_cells_demo(foreign, **SMALL)
-    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
-    (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match="not a folder"):
-        create_cells_demo(tmp_path / "afile", **SMALL)
+def test_existing_folders(tmp_path: Path, small_demo: Path, check_existing_folders):
+    check_existing_folders(create_cells_demo, small_demo, SMALL, tmp_path)
     # the same demo with a missing image is reported as incomplete, not silently accepted
     partial = create_cells_demo(tmp_path / "partial", num_per_class=2, size=32)
     (partial / "uninfected/cell_0001.png").unlink()
@@ -180,8 +151,6 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, match: str):
 def test_create_demo_dispatch_and_collection(tmp_path: Path):
     root = create_demo("cells", tmp_path / "cells", num_per_class=3, size=32)
     assert len(list(root.rglob("*.png"))) == 6
-    with pytest.raises(ValueError, match=r"unknown demo kind 'mri'.*'cells'"):
-        create_demo("mri", tmp_path / "mri")
     col = ImageCollection(root, val_fraction=0.0, test_fraction=0.0)
     assert col.class_names == ["parasitized", "uninfected"] and len(col) == 6
     labels = {Path(r["image"]).parent.name: r["label"] for r in col.data()}

@@ -1,4 +1,4 @@
-"""DiffusionTrainer's extended objective: feature alignment and per-sample loss weights."""
+"""DiffusionTrainer: the plain MONAI path and the extended objective (feature alignment, per-sample loss weights)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionTrainer
 from medsyn_monai.handlers import AtomicCheckpoint, TrainingStatsHandler
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
-from medsyn_monai.networks.nets import ExpertClassifier, LightweightDiffusionUNet
+from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
 
 
 class RecordingExpert(nn.Module):
@@ -63,7 +63,7 @@ def test_default_path_is_monai():
     loss = DiffusionLoss()
     trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(net.parameters(), 0.1), DDPMScheduler(100),
                                loss_function=loss)  # fmt: skip
-    assert trainer.loss_function is loss and not trainer.extended_loss
+    assert trainer.pixel_loss is loss and trainer.loss_components == []
     records = _outputs(trainer)
     trainer.run()
     assert len(records) == 2 and set(records[0]) == {"loss"}
@@ -76,16 +76,17 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
     expert.train()  # the loss must put (and keep) it in eval mode
     before = {k: v.clone() for k, v in expert.state_dict().items()}
     assert any(k.endswith("running_mean") for k in before) and any(k.endswith("num_batches_tracked") for k in before)
-    align = FeatureAlignmentLoss(expert, net, image_shape=(1, 16, 16))
+    align = FeatureAlignmentLoss(expert_dim=512, diffusion_dim=16)
     opt = torch.optim.Adam(list(net.parameters()) + list(align.parameters()), 3e-3)
     writer = SummaryWriter(str(tmp_path / "tb"))
-    stats = TrainingStatsHandler(opt, writer, tmp_path / "log.csv", iteration_interval=1,
-                                 extra_keys=["loss_noise", "loss_align"])  # fmt: skip
+    stats = TrainingStatsHandler(opt, writer, tmp_path / "log.csv", iteration_interval=1)  # components by default
     ckpt = AtomicCheckpoint(tmp_path / "models", {"network": net, "projection": align, "optimizer": opt},
                             model_key="network")  # fmt: skip
     trainer = DiffusionTrainer("cpu", 3, _data(), net, opt, DDPMScheduler(100), label_key="label",
-                               feature_alignment=align, noise_loss_weight=0.7, alignment_loss_weight=0.3,
-                               max_grad_norm=10.0, train_handlers=[stats, ckpt])  # fmt: skip
+                               feature_alignment=align, alignment_expert=FeatureExtractor(expert),
+                               noise_loss_weight=0.7, alignment_loss_weight=0.3, max_grad_norm=10.0,
+                               train_handlers=[stats, ckpt])  # fmt: skip
+    assert trainer.loss_components == ["loss_noise", "loss_align"] and trainer.feature_hook.channels == 16
     records = _outputs(trainer)
     trainer.run()
     writer.close()
@@ -94,8 +95,10 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
     after = expert.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not expert.training and all(p.grad is None for p in expert.parameters())
-    # hooks are removed after the run
-    assert not align.is_attached and all(not m._forward_pre_hooks and not m._forward_hooks for m in net.modules())
+    # the hooks record only during the trainer's own forward passes
+    with torch.no_grad():
+        net(torch.randn(2, 1, 16, 16), torch.tensor([1, 2]), class_labels=torch.tensor([0, 1]))
+    assert trainer.feature_hook.features.shape == (4, 16, 8, 8)  # still the last training batch
 
     # output: total = w1 * noise + w2 * align; the alignment loss decreases
     assert len(records) == 12 and all(set(r) == {"loss", "loss_noise", "loss_align"} for r in records)
@@ -127,12 +130,13 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
 @pytest.mark.parametrize("expert_input", ["noisy", "clean"])
 def test_expert_sees_noisy_or_clean_images(expert_input):
     net, expert = _net(), RecordingExpert()
-    align = FeatureAlignmentLoss(expert, net, image_shape=(1, 16, 16), expert_input=expert_input)
+    align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
     net_inputs = []
     net.register_forward_pre_hook(lambda m, args, kwargs: net_inputs.append(kwargs["x"].clone()), with_kwargs=True)
     data = _data(1)
     trainer = DiffusionTrainer("cpu", 1, data, net, torch.optim.SGD(list(net.parameters()) + list(align.parameters()),
-                               0.01), DDPMScheduler(100), feature_alignment=align)  # fmt: skip
+                               0.01), DDPMScheduler(100), feature_alignment=align,
+                               alignment_expert=FeatureExtractor(expert), expert_input=expert_input)  # fmt: skip
     expert.seen.clear()
     trainer.run()
     shown, x0, xt = expert.seen[-1], data[0]["image"], net_inputs[-1]
@@ -142,10 +146,11 @@ def test_expert_sees_noisy_or_clean_images(expert_input):
 
 def test_clipping_includes_projection():
     net = _net()
-    align = FeatureAlignmentLoss(RecordingExpert(), net, image_shape=(1, 16, 16))
+    align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
     params = list(net.parameters()) + list(align.parameters())
     trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(params, 0.01), DDPMScheduler(100),
-                               feature_alignment=align, max_grad_norm=1e-3)  # fmt: skip
+                               feature_alignment=align, alignment_expert=FeatureExtractor(RecordingExpert()),
+                               max_grad_norm=1e-3)  # fmt: skip
     norms = []
 
     @trainer.on(IterationEvents.BACKWARD_COMPLETED)
@@ -208,3 +213,22 @@ def test_sample_weight_errors():
                   loss_function=torch.nn.MSELoss())  # fmt: skip
     with pytest.raises(ValueError, match="noise_loss_weight"):
         DiffusionTrainer("cpu", 1, [], _net(), None, DDPMScheduler(10), noise_loss_weight=-1.0)
+
+
+def test_alignment_part_errors():
+    net = _net()
+    opt = torch.optim.SGD(net.parameters(), 0.1)
+    expert = FeatureExtractor(RecordingExpert(feature_dim=6))
+    with pytest.raises(ValueError, match="needs alignment_expert"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), feature_alignment=FeatureAlignmentLoss(6, 16))
+    with pytest.raises(ValueError, match="gives 6 features but the FeatureAlignmentLoss expects 5"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), feature_alignment=FeatureAlignmentLoss(5, 16),
+                         alignment_expert=expert)  # fmt: skip
+    with pytest.raises(ValueError, match="have 16 channels but the FeatureAlignmentLoss expects 8"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), feature_alignment=FeatureAlignmentLoss(6, 8),
+                         alignment_expert=expert)  # fmt: skip
+    with pytest.raises(ValueError, match="unknown module_name"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), feature_alignment=FeatureAlignmentLoss(6, 8),
+                         alignment_expert=expert, align_module="nope")  # fmt: skip
+    with pytest.raises(ValueError, match="expert_input"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), expert_input="blurry")

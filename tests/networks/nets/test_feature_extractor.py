@@ -56,3 +56,38 @@ def test_errors(tmp_path):
         FeatureExtractor(path=tmp_path / "state.pt")
     with pytest.raises(ValueError, match="no images"):
         FeatureExtractor(torch.nn.Identity()).extract([])
+
+
+def test_rgb_to_grey_uses_bt601_and_grey_to_rgb_repeats():
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return x
+
+    rgb = torch.rand(2, 3, 4, 4)
+    FeatureExtractor(Probe(), model_in_channels=1)(rgb)
+    expected = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    assert seen["x"].shape == (2, 1, 4, 4) and torch.allclose(seen["x"][:, 0], expected, atol=1e-6)
+    FeatureExtractor(Probe(), model_in_channels=3)(rgb[:, :1])
+    assert seen["x"].shape == (2, 3, 4, 4) and torch.equal(seen["x"][:, 0], seen["x"][:, 2])
+
+
+def test_frozen_and_from_expert_checkpoint(tmp_path):
+    from medsyn_monai.utils import save_model_info
+
+    torch.manual_seed(0)
+    expert = ExpertClassifier("resnet18", in_channels=3, num_classes=2, image_size=16)
+    fx = FeatureExtractor(expert.train())
+    assert not expert.training and not any(p.requires_grad for p in expert.parameters())
+    fx.train()  # stays frozen: BatchNorm statistics never drift
+    assert not expert.training and fx.feature_dim == 512
+    torch.save(expert.state_dict(), tmp_path / "best_model.pt")
+    with pytest.raises(FileNotFoundError, match="train_expert.json"):
+        FeatureExtractor.from_expert_checkpoint(tmp_path / "best_model.pt")  # no model_info.json beside it
+    save_model_info(tmp_path, name="resnet18", in_channels=3, num_classes=2, expert_input_size=16)
+    loaded = FeatureExtractor.from_expert_checkpoint(tmp_path / "best_model.pt")
+    assert loaded.model_in_channels == 3 and loaded.feature_dim == 512
+    grey = torch.rand(2, 1, 16, 16) * 2 - 1
+    assert torch.allclose(loaded(grey), fx(grey.expand(-1, 3, -1, -1)), atol=1e-5)

@@ -8,28 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo, prepare_demo
 from medsyn_monai.apps.demo.cxr import CXR_DEMO_CLASSES, CXR_DEMO_VERSION, create_cxr_demo, cxr_phantom
 from medsyn_monai.data import ImageCollection, LoadMedicalImage
 
+KIND = "cxr"
 SMALL = {"num_per_class": 10, "size": 64, "seed": 3}
-
-
-def _read(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        assert im.mode == "L" and im.format == "PNG"
-        return np.asarray(im)
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_cxr_demo(tmp_path_factory.mktemp("cxr") / "demo", **SMALL)
 
 
 def test_structure_counts_and_metadata(small_demo: Path):
@@ -45,17 +30,19 @@ def test_structure_counts_and_metadata(small_demo: Path):
     assert meta["images"][1] == {"path": "normal/cxr_0001.png", "class": "normal", "label": 0, "index": 2}
 
 
-def test_png_files_are_the_phantoms_and_load_channel_first(small_demo: Path):
+def test_png_files_are_the_phantoms_and_load_channel_first(small_demo: Path, read_png):
     meta = json.loads((small_demo / "dataset.json").read_text())
     for item in meta["images"]:
-        img = _read(small_demo / item["path"])
+        img = read_png(small_demo / item["path"], "L")
         assert img.shape == (64, 64) and img.dtype == np.uint8
         expected = cxr_phantom(np.random.default_rng([SMALL["seed"], item["index"]]), 64, item["label"] == 1)
         np.testing.assert_array_equal(img, expected)
     # reader convention: channel first, spatial axes (x, y) = (column, row)
     loaded = LoadMedicalImage()(small_demo / "pneumonia" / "cxr_0004.png")
     assert tuple(loaded.shape) == (1, 64, 64)
-    np.testing.assert_array_equal(np.asarray(loaded[0, :, 20]), _read(small_demo / "pneumonia/cxr_0004.png")[20])
+    np.testing.assert_array_equal(
+        np.asarray(loaded[0, :, 20]), read_png(small_demo / "pneumonia/cxr_0004.png", "L")[20]
+    )
     collection = ImageCollection(small_demo, val_fraction=0.2, test_fraction=0.2)
     assert collection.class_names == ["normal", "pneumonia"] and len(collection) == 20
 
@@ -88,20 +75,20 @@ def test_pneumonia_adds_opacities_in_the_lungs():
     assert accuracy > 0.75
 
 
-def test_determinism_and_independence_of_count(tmp_path: Path, small_demo: Path):
+def test_determinism_and_independence_of_count(
+    tmp_path: Path, small_demo: Path, snapshot, read_png, check_existing_folders
+):
     again = create_cxr_demo(tmp_path / "again", **SMALL)
-    assert _snapshot(again) == _snapshot(small_demo)
+    assert snapshot(again) == snapshot(small_demo)
     fewer = create_cxr_demo(tmp_path / "fewer", **{**SMALL, "num_per_class": 2})
-    np.testing.assert_array_equal(_read(fewer / "normal/cxr_0001.png"), _read(small_demo / "normal/cxr_0001.png"))
+    np.testing.assert_array_equal(
+        read_png(fewer / "normal/cxr_0001.png", "L"), read_png(small_demo / "normal/cxr_0001.png", "L")
+    )
     other = create_cxr_demo(tmp_path / "other", **{**SMALL, "seed": 4})
-    a, b = _read(small_demo / "normal/cxr_0000.png"), _read(other / "normal/cxr_0000.png")
+    a, b = read_png(small_demo / "normal/cxr_0000.png", "L"), read_png(other / "normal/cxr_0000.png", "L")
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 3
-    # an existing identical demo is left untouched; a different one in the same folder is refused
-    before = {p: p.stat().st_mtime_ns for p in again.rglob("*.png")}
-    create_cxr_demo(tmp_path / "again", **SMALL)
-    assert before == {p: p.stat().st_mtime_ns for p in again.rglob("*.png")}
-    with pytest.raises(ValueError, match="different collection|Refusing"):
-        create_cxr_demo(tmp_path / "again", **{**SMALL, "seed": 9})
+    # an existing identical demo is left untouched; a different one in the same folder, or a foreign folder, is refused
+    check_existing_folders(create_cxr_demo, again, SMALL, tmp_path)
 
 
 def test_default_demo_written_by_prepare_demo_within_budget(tmp_path: Path):

@@ -1,0 +1,3 @@
+from .projection import feature_projection
+
+__all__ = ["feature_projection"]

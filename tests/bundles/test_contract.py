@@ -1,0 +1,76 @@
+"""Every bundle honours the config contract of configs/contract.json and ships the MONAI bundle files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigParser
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT = json.loads((REPO / "configs" / "contract.json").read_text())
+BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
+OVERLAYS = [(b, p.stem) for b in BUNDLES for p in sorted((b / "configs").glob("*.json"))
+            if p.stem not in ("train", "inference", "metadata")]  # fmt: skip
+
+
+def _parser(*files: Path) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    return parser
+
+
+def test_there_are_bundles():
+    assert {"ct_lightweight", "cell_ddpm", "cxr_cfg", "derm_dreambooth", "histo_feature_aligned"} <= {
+        b.name for b in BUNDLES
+    }
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_bundle_files(bundle):
+    for rel in ("configs/metadata.json", "configs/train.json", "configs/inference.json", "configs/logging.conf",
+                "docs/README.md", "LICENSE"):  # fmt: skip
+        assert (bundle / rel).is_file(), f"{bundle.name} lacks {rel}"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("kind", ["train", "inference"])
+def test_standalone_configs(bundle, kind):
+    parser = _parser(bundle / "configs" / f"{kind}.json")
+    missing = [k for k in CONTRACT[kind] if k not in parser.config]
+    assert not missing, f"{bundle.name}/{kind}.json lacks top-level keys {missing}"
+    text = (bundle / "configs" / f"{kind}.json").read_text()
+    for sub in ("models", "samples") + (("tensorboard",) if kind == "train" else ()):  # outputs under output_dir
+        assert f"'{sub}'" in text, f"{bundle.name}/{kind}.json does not write to output_dir/{sub}"
+
+
+@pytest.mark.parametrize("bundle, overlay", OVERLAYS, ids=lambda x: getattr(x, "name", x))
+def test_overlays_stack_on_train(bundle, overlay):
+    """An overlay holds only what differs from train.json: no copy of its imports or contract keys unless changed."""
+    configs = bundle / "configs"
+    own = json.loads((configs / f"{overlay}.json").read_text())
+    train = json.loads((configs / "train.json").read_text())
+    assert "imports" not in own and "bundle_root" not in own, f"{overlay}.json repeats train.json's set-up"
+    copies = [k for k, v in own.items() if k in train and train[k] == v]
+    assert not copies, f"{bundle.name}/{overlay}.json repeats train.json's values of {copies}"
+    merged = _parser(configs / "train.json", configs / f"{overlay}.json")
+    missing = [k for k in CONTRACT["train"] + CONTRACT["overlays"].get(overlay, []) if k not in merged.config]
+    assert not missing, f"{bundle.name}/{overlay}.json (on train.json) lacks top-level keys {missing}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "bundles").glob("*/configs/*.json")), ids=lambda p: p.parent.parent.name + "/" + p.name
+)
+def test_short_expressions_and_no_config_runs_another(path):
+    text = path.read_text()
+    expressions = re.findall(r'"(\$(?:[^"\\]|\\.)*)"', text)
+    long = [e for e in expressions if len(e) > 120]
+    assert not long, f"{path.name}: expressions over 120 characters: {long}"
+    assert "monai.bundle" not in text and "config_file" not in text, f"{path.name} runs another config"
+
+
+def test_bundle_json_total_lines():
+    total = sum(len(p.read_text().splitlines()) for p in (REPO / "bundles").glob("*/configs/*.json"))
+    assert total <= 3600, f"bundle JSON grew to {total} lines (the budget is 3,600)"
