@@ -83,8 +83,8 @@ def test_named_point_input_target_and_wrapper():
         net(x=x, timesteps=t)
     assert named.channels == 8 and torch.equal(named.features, _reference(net, x, t, take_output_of="down_blocks.0.1"))
     assert torch.equal(inputs.features, x)
-    wrapped = ClassConditionedDiffusionUNet("monai", "embedding", num_classes=2, network_kwargs={
-        "channels": (8, 16), "attention_levels": (False, False), "num_res_blocks": 1, "norm_num_groups": 4})  # fmt: skip
+    kwargs = {"channels": (8, 16), "attention_levels": (False, False), "num_res_blocks": 1, "norm_num_groups": 4}
+    wrapped = ClassConditionedDiffusionUNet("monai", "embedding", num_classes=2, network_kwargs=kwargs)
     assert feature_point(wrapped) == ("backbone.down_blocks.1", 16)
     hook = FeatureHook(wrapped)
     labels = torch.tensor([0, 2])

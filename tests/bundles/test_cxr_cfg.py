@@ -1,4 +1,5 @@
-"""The cxr_cfg bundle's real configs through monai.bundle, with tiny overrides, in both conditioning modes."""
+"""The cxr_cfg bundle's real configs through monai.bundle, with tiny overrides: ``train.json`` and ``inference.json``
+stand alone; ``train_expert.json``, ``evaluate.json`` and ``evaluate_pretraining.json`` are overlays on train.json."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import BundleWorkflow, ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.networks.nets import network_from_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "cxr_cfg" / "configs"
 LOGGING = str(CONFIGS / "logging.conf")
 # one split for every config; 8 test images so that the k-NN metrics (nearest_k 5) have enough real images
@@ -23,10 +25,28 @@ SPLIT = {"val_fraction": 0.2, "test_fraction": 0.3}
 # float32 on CPU: for such tiny networks bf16 autocast is slower than float32
 TINY = {"image_size": 16, "channels": [8, 16], "num_head_channels": 8, "cross_attention_dim": 8, "batch_size": 8,
         "num_inference_steps": 2, "num_grid_samples": 4, "warmup_steps": 2, "cpu_bf16": False, **SPLIT}  # fmt: skip
+OLD_INFO_KEYS = {"architecture", "network_kwargs", "beta_schedule", "dataset_dir", "class_conditioning"}
+
+
+def _files(name: str) -> str | list[str]:
+    """``config_file`` of a config: train/inference alone, any other one as an overlay on train.json."""
+    path = str(CONFIGS / f"{name}.json")
+    return path if name in ("train", "inference") else [str(CONFIGS / "train.json"), path]
 
 
 def _run(name: str, **overrides) -> None:
-    bundle_run(config_file=str(CONFIGS / f"{name}.json"), logging_file=LOGGING, **overrides)
+    bundle_run(config_file=_files(name), logging_file=LOGGING, **overrides)
+
+
+def _parser(name: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(_files(name))
+    return parser
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +61,23 @@ def tiny_ood(tmp_path_factory) -> Path:
     return create_demo("cells", tmp_path_factory.mktemp("ood") / "cells", num_per_class=4, size=32)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_cxr) -> Path:
+    """The output_dir of the expert (train_expert.json) and a label-embedding model trained for one epoch on it."""
+    out = tmp_path_factory.mktemp("cxr_run")
+    common = {"dataset_dir": str(tiny_cxr), "output_dir": str(out), **SPLIT}
+    _run("train_expert", **common, max_epochs=1, image_size=16, batch_size=8)
+    _run("train", **{**common, **TINY}, max_epochs=1, sample_interval=1)
+    return out
+
+
 def test_defaults():
     """The documented defaults: demo data at 28 px, cosine schedule, CFG with condition dropout, DDIM-50 sampling."""
-    configs = {}
-    for name in ("train", "inference", "train_expert", "evaluate"):
-        configs[name] = ConfigParser()
-        configs[name].read_config(str(CONFIGS / f"{name}.json"))
-    train, infer, expert, ev = (configs[k] for k in ("train", "inference", "train_expert", "evaluate"))
-    for cfg in (train, expert, ev):
+    train, infer = _parser("train"), _parser("inference")
+    expert, ev, pretraining = _parser("train_expert"), _parser("evaluate"), _parser("evaluate_pretraining")
+    for cfg in (train, expert, ev, pretraining):  # the overlays keep train.json's data and split
         assert cfg["dataset_dir"] == cfg["demo_dir"] == "data/cxr_demo"
+        assert cfg["val_fraction"] == cfg["test_fraction"] == 0.1
     assert train["image_size"] == expert["image_size"] == 28 and train["in_channels"] == 1
     assert 28 % 2 ** (len(train["channels"]) - 1) == 0  # the U-Net halves 28 -> 14 -> 7
     assert train["beta_schedule"] == "cosine" and train["num_train_timesteps"] == 1000
@@ -57,15 +85,22 @@ def test_defaults():
     assert train["class_conditioning"] == "embedding" and train["architecture"] == "monai"
     assert train["network_def"]["_target_"] == "medsyn_monai.networks.nets.ClassConditionedDiffusionUNet"
     assert train["train"]["trainer"]["null_class_label"] == "@num_classes"
+    assert train["model_info"]["null_class_label"] == "@num_classes"
     assert infer["scheduler_type"] == "ddim" and infer["num_inference_steps"] == 50
     assert infer["guidance_scale"] == 3.0 and infer["guidance_rescale"] == 0.0
     assert infer["num_samples_per_class"] is None and infer["class_labels"] is None
-    assert expert["expert_network"] == "resnet18"
+    assert infer["sampler"]["_target_"].endswith("DiffusionSampler.from_checkpoint")
+    assert expert["expert_network"] == "resnet18" and expert["expert"]["_target_"].endswith("ExpertTraining")
     assert ev["guidance_scales"] == [0.0, 1.0, 3.0, 5.0] and ev["ood_dir"] == "data/cells_demo"
     # the measured PneumoniaMNIST recipe (docs): v-prediction, EMA 0.995 with a linear warm-up, w = 1 for pre-training
     assert train["prediction_type"] == "v_prediction" and train["ema_decay"] == 0.995 and train["ema_adaptive"] is False
-    pretraining = ConfigParser.load_config_file(str(CONFIGS / "evaluate_pretraining.json"))
     assert pretraining["guidance_scale"] == 1.0 and pretraining["samples_per_class"] == 500
+    # the overlays read the trained model's settings from its model_info.json, next to output_dir/models/model.pt
+    for cfg in (ev, pretraining):
+        cfg.update({"output_dir": "/x"})
+        assert cfg.get_parsed_content("ckpt_path") == "/x/models/model.pt"
+        assert cfg["image_size"] == "$@model_info['image_size']"
+    assert ev.get_parsed_content("expert_ckpt") == "/x/models/expert/best_model.pt"
 
 
 def test_check_properties_and_metadata(tmp_path, tiny_cxr):
@@ -73,7 +108,10 @@ def test_check_properties_and_metadata(tmp_path, tiny_cxr):
                               meta_file=str(CONFIGS / "metadata.json"), logging_file=LOGGING,
                               dataset_dir=str(tiny_cxr), output_dir=str(tmp_path), **TINY)  # fmt: skip
     workflow.initialize()
-    assert workflow.check_properties() == []
+    # every required train property is there, and the optional ones have the ids MONAI expects
+    assert BundleWorkflow.check_properties(workflow) == [] and workflow.check_properties() == []
+    assert type(workflow.trainer).__name__ == "DiffusionTrainer" and workflow.max_epochs == 100
+    assert len(workflow.train_dataset) == 12 and Path(workflow.bundle_root).resolve() == CONFIGS.parent
     meta = json.loads((CONFIGS / "metadata.json").read_text())
     for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version",
                 "required_packages_version", "name", "task", "description", "authors", "data_source",
@@ -81,46 +119,58 @@ def test_check_properties_and_metadata(tmp_path, tiny_cxr):
         assert meta[key], key
     assert meta["version"] in meta["changelog"]
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
+    labels = meta["network_data_format"]["inputs"]["class_labels"]["channel_def"]
+    assert labels["0"] == "normal" and labels["1"] == "pneumonia" and labels["2"].startswith("null")
 
 
-def test_embedding_expert_train_inference_evaluate(tmp_path, tiny_cxr, tiny_ood):
-    out = tmp_path / "run"
-    common = {"dataset_dir": str(tiny_cxr), "output_dir": str(out), **SPLIT}  # TINY holds SPLIT as well
-    _run("train_expert", **common, max_epochs=1, image_size=16, batch_size=8)
-    assert (out / "models" / "expert" / "best_model.pt").is_file()
+def test_expert_and_embedding_training_outputs(trained):
+    expert = trained / "models" / "expert"
+    assert {"best_model.pt", "best_metric.json", "model_info.json"} <= {p.name for p in expert.iterdir()}
+    assert (trained / "eval" / "expert" / "test_metrics.json").is_file()
 
-    _run("train", **{**common, **TINY}, max_epochs=1, sample_interval=1)
-    models = out / "models"
+    models = trained / "models"
     assert {"checkpoint.pt", "model.pt", "model_info.json"} <= {p.name for p in models.iterdir()}
     info = json.loads((models / "model_info.json").read_text())
-    assert info["bundle"] == "cxr_cfg" and info["class_conditioning"] == "embedding" and info["architecture"] == "monai"
+    assert info["bundle"] == "cxr_cfg" and not OLD_INFO_KEYS & set(info)
+    net = info["network"]
+    assert net["_target_"] == "medsyn_monai.networks.nets.ClassConditionedDiffusionUNet"
+    assert net["architecture"] == "monai" and net["class_conditioning"] == "embedding" and net["num_classes"] == 2
+    assert net["network_kwargs"]["channels"] == [8, 16] and net["network_kwargs"]["attention_levels"] == [False, True]
+    assert info["scheduler"] == {"num_train_timesteps": 1000, "schedule": "cosine", "prediction_type": "v_prediction"}
     assert info["num_classes"] == 2 and info["null_class_label"] == 2 and info["class_names"] == ["normal", "pneumonia"]
-    assert info["beta_schedule"] == "cosine" and info["cond_drop_prob"] == 0.1 and info["image_size"] == 16
-    assert info["network_kwargs"]["channels"] == [8, 16] and info["network_kwargs"]["attention_levels"] == [False, True]
+    assert info["cond_drop_prob"] == 0.1 and info["image_size"] == 16 and info["in_channels"] == 1
+    assert info["loss_type"] == "l2" and info["augment"] is False and info["intensity_range"] == [0.0, 255.0]
     state = torch.load(models / "model.pt", weights_only=True)
     assert state["backbone.class_embedding.weight"].shape[0] == 3  # 2 classes + the null label
     assert not any(k.startswith("label_embedding") for k in state)
+    network_from_config(net).load_state_dict(state)  # the record rebuilds the trained network (strict loading)
     ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
     assert ckpt["trainer"]["iteration"] == 1  # 12 training images (50 % of 24), batch 8, drop_last
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
-    grid = Image.open(out / "samples" / "training" / "epoch_0001.png")
+    assert "projection" not in ckpt  # no feature alignment in this bundle
+    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    grid = Image.open(trained / "samples" / "training" / "epoch_0001.png")
     assert grid.mode == "L" and grid.size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)  # 4 samples, columns = 2 classes
-    rows = list(csv.DictReader(open(out / "train_log.csv")))
+    rows = _rows(trained / "train_log.csv")
     assert [int(r["epoch"]) for r in rows] == [1] and np.isfinite(float(rows[0]["mean_loss"]))
+    assert "mean_loss_align" not in rows[0]
 
-    # per-class counts of one class, guidance with rescale
-    _run("inference", output_dir=str(out), num_inference_steps=2, num_samples_per_class=3, class_labels=[1],
-         guidance_rescale=0.7)  # fmt: skip
-    samples = out / "samples"
+
+def test_inference_per_class_with_rescale(trained, tmp_path):
+    """Per-class counts of one class, guidance with rescale, from the trained model into another output_dir."""
+    _run("inference", output_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"), num_inference_steps=2,
+         num_samples_per_class=3, class_labels=[1], guidance_rescale=0.7, device="cpu")  # fmt: skip
+    samples = tmp_path / "samples"
     assert [p.name for p in sorted(samples.glob("sample_*.png"))] == [f"sample_0000{i}_pneumonia.png" for i in range(3)]
     png = Image.open(samples / "sample_00000_pneumonia.png")
     assert png.mode == "L" and png.size == (16, 16) and np.asarray(png).std() > 0
-    manifest = list(csv.DictReader(open(samples / "samples.csv")))
-    assert [r["label"] for r in manifest] == ["1", "1", "1"]
+    assert [r["label"] for r in _rows(samples / "samples.csv")] == ["1", "1", "1"]
 
-    _run("evaluate", **common, ood_dir=str(tiny_ood), num_samples=8, num_seeds=1, samples_per_class=2,
-         num_inference_steps=2, guidance_scales=[0.0, 3.0], sweep_samples_per_class=2)  # fmt: skip
-    ev = out / "eval"
+
+def test_evaluate_guidance_sweep_and_ood_reference(trained, tiny_cxr, tiny_ood):
+    _run("evaluate", dataset_dir=str(tiny_cxr), output_dir=str(trained), **SPLIT, ood_dir=str(tiny_ood), num_samples=8,
+         num_seeds=1, samples_per_class=2, num_inference_steps=2, guidance_scales=[0.0, 3.0],
+         sweep_samples_per_class=2, batch_size=8, device="cpu")  # fmt: skip
+    ev = trained / "eval"
     metrics = json.loads((ev / "metrics.json").read_text())
     # the cross-set table: real test vs real train vs synthetic vs out-of-distribution, SSIM and FID for each pair
     pairs = ["synthetic_vs_real", "synthetic_vs_real_train", "synthetic_vs_ood", "real_vs_real_train", "real_vs_ood",
@@ -144,18 +194,23 @@ def test_embedding_expert_train_inference_evaluate(tmp_path, tiny_cxr, tiny_ood)
     assert "| 3 |" in (ev / "guidance_sweep" / "guidance_sweep.md").read_text()
     assert Image.open(ev / "guidance_sweep" / "guidance_w3.png").mode == "L"
 
-    # the seed's downstream score: classifiers pre-trained on synthetic images, fine-tuned on 100 / 50 / 0 % real
-    _run("evaluate_pretraining", **common, samples_per_class=4, num_seeds=2, num_inference_steps=2,
-         real_fractions=[1.0, 0.5, 0.0], pretrain_epochs=1, finetune_epochs=1, real_epochs=1,
-         classifier_input_size=16, batch_size=8)  # fmt: skip
-    pre = out / "eval" / "pretraining"
+
+def test_evaluate_pretraining(trained, tiny_cxr):
+    """The seed's downstream score: classifiers pre-trained on synthetic images, fine-tuned on 50 / 0 % real."""
+    _run("evaluate_pretraining", dataset_dir=str(tiny_cxr), output_dir=str(trained), **SPLIT, samples_per_class=4,
+         num_seeds=2, num_inference_steps=2, real_fractions=[0.5, 0.0], pretrain_epochs=1, finetune_epochs=1,
+         real_epochs=1, classifier_input_size=16, batch_size=8, sample_batch_size=8)  # fmt: skip
+    pre = trained / "eval" / "pretraining"
     m = json.loads((pre / "metrics.json").read_text())
-    for row in ("synthetic_only", "synthetic_then_real_100", "synthetic_then_real_50", "real_only_100", "real_only_50"):
+    for row in ("synthetic_only", "synthetic_then_real_50", "real_only_50"):
         assert 0.0 <= m[f"accuracy_{row}_mean"] <= 1.0 and m[f"accuracy_{row}_std"] >= 0.0, row
+    assert not any("_100_" in k for k in m)  # only the fractions asked for
     report = json.loads((pre / "pretraining.json").read_text())
-    assert report["settings"]["num_synthetic"] == 8 and report["settings"]["classifier_seeds"] == [0, 1]
+    assert report["settings"]["num_synthetic"] == 8 and report["settings"]["samples_per_class"] == [4, 4]
+    assert report["settings"]["classifier_seeds"] == [0, 1] and report["settings"]["real_fractions"] == [0.5, 0.0]
     assert report["settings"]["num_real_test"] == 8 and report["settings"]["num_real_train"] == 12
     assert [r["num_real"] for r in report["runs"]["real_only_50"]] == [6, 6]  # half of each class (6 + 6 real)
+    assert [r["num_real"] for r in report["runs"]["synthetic_only"]] == [0, 0]
     assert "| synthetic only | 0 |" in (pre / "pretraining.md").read_text()
 
 
@@ -165,16 +220,18 @@ def test_cross_attention_train_and_inference(tmp_path, tiny_cxr, architecture):
     _run("train", dataset_dir=str(tiny_cxr), output_dir=str(out), **TINY, max_epochs=1, sample_interval=1,
          class_conditioning="cross_attention", architecture=architecture, loss_type="l1")  # fmt: skip
     info = json.loads((out / "models" / "model_info.json").read_text())
-    assert info["class_conditioning"] == "cross_attention" and info["architecture"] == architecture
-    assert info["loss_type"] == "l1" and info["cross_attention_dim"] == 8
+    net = info["network"]
+    assert net["class_conditioning"] == "cross_attention" and net["architecture"] == architecture
+    assert net["cross_attention_dim"] == 8 and info["loss_type"] == "l1"
+    kwargs = {"lightweight": "convs_per_level", "monai": "num_res_blocks"}  # the chosen architecture's arguments
+    assert kwargs[architecture] in net["network_kwargs"] and len(set(kwargs.values()) & set(net["network_kwargs"])) == 1
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert state["label_embedding.weight"].shape == (3, 8)  # the label is a cross-attention token, null label last
     assert not any("class_embedding" in k for k in state)
     assert any(".attn2.to_k." in k for k in state)  # cross-attention layers read the label token
     _run("inference", output_dir=str(out), num_inference_steps=2, num_samples=4, guidance_scale=2.0)
     samples = out / "samples"
-    manifest = list(csv.DictReader(open(samples / "samples.csv")))
-    assert [r["class_name"] for r in manifest] == ["normal", "pneumonia", "normal", "pneumonia"]
+    assert [r["class_name"] for r in _rows(samples / "samples.csv")] == ["normal", "pneumonia", "normal", "pneumonia"]
     assert Image.open(samples / "grid.png").mode == "L"
 
 
@@ -184,8 +241,7 @@ def test_pneumoniamnist_npz_layout(tmp_path, shared_data):
     if not npz.is_file():
         pytest.skip(f"{npz} is absent")
     for root in (npz, npz.parent):
-        parser = ConfigParser()
-        parser.read_config(str(CONFIGS / "train.json"))
+        parser = _parser("train")
         parser.update({"dataset_dir": str(root), "output_dir": str(tmp_path), "class_names": ["normal", "pneumonia"]})
         collection = parser.get_parsed_content("collection")
         assert str(collection.layout) == "npz" and collection.class_names == ["normal", "pneumonia"]

@@ -1,0 +1,301 @@
+"""The histo_feature_aligned bundle's real configs through monai.bundle, with tiny overrides: feature-aligned training
+(on by default) wired from parts (``alignment#expert``, ``alignment#loss``), inference, evaluation, the baseline and
+alignment options, and few-shot fine-tuning (``train_fewshot.json`` overlay) with and without prior preservation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import run as bundle_run
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.apps.demo.histo import HISTO_DEMO_CLASSES
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "bundles" / "histo_feature_aligned" / "configs"
+LOGGING = str(CONFIGS / "logging.conf")
+SPLIT = {"val_fraction": 0.2, "test_fraction": 0.3}
+# float32 on CPU and a ResNet-18 expert: tiny and fast (the defaults are bf16 and ResNet-50)
+TINY = {"image_size": 16, "channels": [8, 16], "batch_size": 8, "num_inference_steps": 2, "num_grid_samples": 8,
+        "warmup_steps": 2, "cpu_bf16": False, "max_epochs": 1}  # fmt: skip
+FEWSHOT = {"max_instance_images": 2, "num_class_images": 4, "prior_batch_size": 4, "prior_inference_steps": 2,
+           "batch_size": 2, "max_epochs": 1, "warmup_steps": 1, "num_inference_steps": 2, "num_grid_samples": 4,
+           "cpu_bf16": False}  # fmt: skip
+SLOT_LOGGER = "medsyn_monai.apps.fewshot.class_slot"
+
+
+def _files(name: str) -> str | list[str]:
+    """``config_file`` of a config: train/inference alone, any other one as an overlay on train.json."""
+    path = str(CONFIGS / f"{name}.json")
+    return path if name in ("train", "inference") else [str(CONFIGS / "train.json"), path]
+
+
+def _run(name: str, **overrides) -> None:
+    bundle_run(config_file=_files(name), logging_file=LOGGING, **overrides)
+
+
+def _parser(name: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(_files(name))
+    return parser
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _copy_models(src: Path, run: Path) -> Path:
+    """A run folder holding a copy of ``src``'s base model (weights, full checkpoint, model_info.json)."""
+    (run / "models").mkdir(parents=True)
+    for name in ("model.pt", "checkpoint.pt", "model_info.json"):
+        shutil.copy(src / "models" / name, run / "models" / name)
+    return run
+
+
+@contextmanager
+def _messages(caplog, name: str):
+    """The messages of logger ``name`` (its own handler: the bundle's logging.conf replaces the root handlers)."""
+    logger = logging.getLogger(name)
+    caplog.set_level(logging.INFO, logger=name)
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def tiny_histo(tmp_path_factory) -> Path:
+    """5 synthetic 32-px texture tiles per class, 8 classes."""
+    return create_demo("histo", tmp_path_factory.mktemp("histo") / "demo", num_per_class=5, size=32)
+
+
+@pytest.fixture(scope="module")
+def expert_ckpt(tmp_path_factory, tiny_histo) -> Path:
+    """A ResNet-18 expert trained for one epoch by the bundle's train_expert.json overlay (16 px)."""
+    out = tmp_path_factory.mktemp("expert_run")
+    _run("train_expert", dataset_dir=str(tiny_histo), output_dir=str(out), **SPLIT, max_epochs=1, image_size=16,
+         batch_size=8, expert_network="resnet18")  # fmt: skip
+    return out / "models" / "expert" / "best_model.pt"
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory, tiny_histo, expert_ckpt) -> dict:
+    """A feature-aligned model (the default) trained for one epoch through a ConfigWorkflow, with its parts."""
+    out = tmp_path_factory.mktemp("aligned_run")
+    workflow = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train", logging_file=LOGGING,
+                              dataset_dir=str(tiny_histo), output_dir=str(out), expert_ckpt=str(expert_ckpt),
+                              **SPLIT, **TINY)  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    expert = workflow.parser.get_parsed_content("alignment#expert")
+    loss = workflow.parser.get_parsed_content("alignment#loss")
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    workflow.finalize()
+    return {"out": out, "expert": expert, "loss": loss, "trainer": trainer}
+
+
+def test_defaults_and_contract_values():
+    train, expert = _parser("train"), _parser("train_expert")
+    evaluate, fewshot = _parser("evaluate"), _parser("train_fewshot")
+    assert train["dataset_dir"] == train["demo_dir"] == "data/histo_demo"
+    assert train["feature_alignment"] is True and train["expert_input"] == "noisy"
+    assert train["projection"] == "linear" and train["align_direction"] == "expert_to_diffusion"
+    assert train["align_module"] is None and train["alignment_loss_weight"] == 0.5
+    assert train["noise_loss_weight"] == 1.0 and train["cond_drop_prob"] == 0.1 and train["center_features"] is False
+    assert train["in_channels"] == 1 and train["image_size"] == 64 and train["architecture"] == "lightweight"
+    assert train["alignment"]["expert"]["_target_"].endswith("FeatureExtractor.from_expert_checkpoint")
+    assert train["alignment"]["loss"]["_target_"].endswith("FeatureAlignmentLoss.between")
+    assert train["train"]["trainer"]["alignment_expert"] == "@alignment#expert"
+    assert expert["expert_network"] == "resnet50" and expert["expert_input_size"] == "@image_size"
+    assert fewshot["instance_dir"] == "data/histo_demo/tumour" and fewshot["max_instance_images"] == 5
+    assert fewshot["instance_class"] == fewshot["parent_class"] == "tumour"
+    assert fewshot["with_prior_preservation"] is True and fewshot["num_class_images"] == 100
+    for cfg in (train, evaluate, fewshot):
+        cfg.update({"output_dir": "/x"})
+        assert cfg.get_parsed_content("expert_ckpt") == "/x/models/expert/best_model.pt"
+    assert fewshot.get_parsed_content("base_ckpt") == evaluate.get_parsed_content("ckpt_path") == "/x/models/model.pt"
+    assert fewshot.get_parsed_content("models_dir") == "/x/models/fewshot"
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    labels = meta["network_data_format"]["inputs"]["class_labels"]["channel_def"]
+    assert [labels[str(i)] for i in range(8)] == list(HISTO_DEMO_CLASSES) and labels["8"].startswith("null")
+
+
+def test_expert(expert_ckpt):
+    expert_dir = expert_ckpt.parent
+    assert {"best_model.pt", "best_metric.json", "model_info.json"} <= {p.name for p in expert_dir.iterdir()}
+    assert (expert_dir.parents[1] / "eval" / "expert" / "test_metrics.json").is_file()
+    info = json.loads((expert_dir / "model_info.json").read_text())
+    assert info["bundle"] == "histo_feature_aligned" and info["class_names"] == list(HISTO_DEMO_CLASSES)
+
+
+def test_aligned_training(aligned, expert_ckpt):
+    out, align, loss = aligned["out"], aligned["expert"], aligned["loss"]
+    # the trainer got both parts; the expert used for alignment is bit-identical to its checkpoint (BatchNorm buffers
+    # included) and still in eval mode
+    assert aligned["trainer"].feature_alignment is loss and aligned["trainer"].alignment_expert is align
+    expert_state = torch.load(expert_ckpt, weights_only=True)
+    after = align.model.state_dict()
+    assert set(after) == set(expert_state) and all(torch.equal(after[k], expert_state[k]) for k in after)
+    assert any(k.endswith("running_var") for k in after) and not align.training and not align.model.training
+
+    models = out / "models"
+    ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
+    assert {"network", "ema", "optimizer", "lr_scheduler", "trainer", "projection"} <= set(ckpt)
+    assert ckpt["projection"]["projection.weight"].shape == (16, 512)  # ResNet-18 features -> 16 bottleneck channels
+    assert torch.equal(ckpt["projection"]["projection.weight"], loss.projection.weight.detach().cpu())
+    assert not any("projection" in k for k in torch.load(models / "model.pt", weights_only=True))
+    info = json.loads((models / "model_info.json").read_text())
+    assert info["feature_alignment"] is True and info["alignment"]["expert_input"] == "noisy"
+    assert info["alignment"]["projection"] == "linear" and info["alignment"]["direction"] == "expert_to_diffusion"
+    assert info["alignment"]["center"] is False and info["alignment"]["alignment_loss_weight"] == 0.5
+    assert (
+        info["num_classes"] == 8 and info["null_class_label"] == 8 and info["class_names"] == list(HISTO_DEMO_CLASSES)
+    )
+    assert info["network"]["architecture"] == "lightweight" and info["network"]["network_kwargs"]["channels"] == [8, 16]
+    assert info["scheduler"]["schedule"] == "linear_beta" and info["image_size"] == 16 and info["in_channels"] == 1
+    rows = _rows(out / "train_log.csv")
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0
+    assert math.isfinite(float(rows[0]["mean_loss_noise"]))
+    acc = EventAccumulator(str(next((out / "tensorboard").glob("events.out.tfevents.*"))))
+    acc.Reload()
+    assert {"train/epoch_loss_noise", "train/epoch_loss_align"} <= set(acc.Tags()["scalars"])
+
+
+def test_aligned_inference_and_evaluation(aligned, tiny_histo, expert_ckpt, tmp_path):
+    ckpt_path = str(aligned["out"] / "models" / "model.pt")
+    _run("inference", output_dir=str(tmp_path), ckpt_path=ckpt_path, num_samples=8, num_inference_steps=2)
+    names = sorted(p.name for p in (tmp_path / "samples").glob("sample_*.png"))
+    assert names == [f"sample_{i:05d}_{c}.png" for i, c in enumerate(HISTO_DEMO_CLASSES)]
+    assert Image.open(tmp_path / "samples" / names[0]).mode == "L"
+
+    _run("evaluate", dataset_dir=str(tiny_histo), output_dir=str(tmp_path), ckpt_path=ckpt_path,
+         expert_ckpt=str(expert_ckpt), **SPLIT, num_samples=16, num_seeds=2, samples_per_class=2,
+         num_inference_steps=2, batch_size=8)  # fmt: skip
+    ev = tmp_path / "eval"
+    ga = json.loads((ev / "generation_accuracy.json").read_text())
+    assert len(ga["generation_accuracy_per_seed"]) == 2
+    assert set(ga["generation_accuracy_per_class"]) == set(HISTO_DEMO_CLASSES)
+    assert sum(map(sum, ga["generation_confusion_matrix"])) == 2 * 2 * 8
+    metrics = json.loads((ev / "metrics.json").read_text())
+    for c in HISTO_DEMO_CLASSES:
+        assert f"ssim_intra_synthetic_{c}" in metrics and f"ssim_intra_real_{c}" in metrics
+    assert 0.0 <= metrics["generation_accuracy_mean"] <= 1.0 and metrics["num_synthetic"] == 16
+    assert metrics["num_real"] == 16  # 30 % of 5 tiles per class: 2 test tiles of each of the 8 classes
+    for png in ("generation_confusion_synthetic.png", "generation_confusion_real.png", "confusion_synthetic.png"):
+        assert (ev / png).is_file(), png
+
+
+def test_baseline_and_alignment_options(tmp_path, tiny_histo, expert_ckpt):
+    common = {"dataset_dir": str(tiny_histo), **SPLIT, **TINY}
+    # baseline: no expert anywhere (none was trained), "false" as the command line passes it, on --device cpu
+    base = tmp_path / "baseline"
+    _run("train", **common, output_dir=str(base), feature_alignment="false", device="cpu")
+    ckpt = torch.load(base / "models" / "checkpoint.pt", weights_only=False)
+    assert "projection" not in ckpt and {"network", "ema"} <= set(ckpt)
+    info = json.loads((base / "models" / "model_info.json").read_text())
+    assert info["feature_alignment"] is False
+    header = next(csv.reader(open(base / "train_log.csv")))
+    assert "mean_loss_align" not in header and "mean_loss_noise" not in header and "mean_loss" in header
+
+    # MONAI U-Net (default point: input of the middle block), clean-image expert input, REPA direction, MLP projector,
+    # centred features
+    out = tmp_path / "options"
+    _run("train", **common, output_dir=str(out), expert_ckpt=str(expert_ckpt), architecture="monai",
+         num_head_channels=8, norm_num_groups=4, expert_input="clean", projection="mlp",
+         align_direction="diffusion_to_expert", projection_hidden_dim=32, center_features="true")  # fmt: skip
+    proj = torch.load(out / "models" / "checkpoint.pt", weights_only=False)["projection"]
+    shapes = {k: tuple(v.shape) for k, v in proj.items() if k.endswith("weight")}
+    assert shapes == {
+        "projection.0.weight": (32, 16),
+        "projection.2.weight": (32, 32),
+        "projection.4.weight": (512, 32),
+    }
+    info = json.loads((out / "models" / "model_info.json").read_text())
+    assert info["network"]["architecture"] == "monai" and info["network"]["network_kwargs"]["norm_num_groups"] == 4
+    alignment = info["alignment"]
+    assert alignment["direction"] == "diffusion_to_expert" and alignment["expert_input"] == "clean"
+    assert alignment["projection"] == "mlp" and alignment["center"] is True
+    assert "mean_loss_align" in _rows(out / "train_log.csv")[0]
+
+    with pytest.raises(Exception, match="FeatureAlignmentLoss.between") as error:
+        _run("train", **common, output_dir=str(tmp_path / "bad"), expert_ckpt=str(expert_ckpt),
+             align_module="no.such.module")  # fmt: skip
+    assert "unknown module_name 'no.such.module'" in str(error.value.__cause__)
+    with pytest.raises(Exception, match="from_expert_checkpoint") as error:
+        _run("train", **common, output_dir=str(tmp_path / "no_expert"))
+    assert isinstance(error.value.__cause__, FileNotFoundError) and "train_expert.json" in str(error.value.__cause__)
+
+
+def test_fewshot_with_and_without_prior_preservation_same_budget(tmp_path, tiny_histo):
+    """train_fewshot.json from a baseline model on two 'tumour' tiles (an existing class: no new slot): with prior
+    preservation (generated parent-class images, mixed batches) and without it, the same iterations per epoch; the
+    fine-tuned model samples."""
+    base = tmp_path / "base"
+    _run("train", dataset_dir=str(tiny_histo), output_dir=str(base), **SPLIT, **TINY, feature_alignment=False)
+    iterations = {}
+    for prior in (True, False):
+        run = _copy_models(base, tmp_path / f"prior_{prior}")
+        _run("train_fewshot", output_dir=str(run), instance_dir=str(tiny_histo / "tumour"),
+             with_prior_preservation=str(prior).lower(), **FEWSHOT)  # fmt: skip
+        fs = run / "models" / "fewshot"
+        info = json.loads((fs / "model_info.json").read_text())
+        assert info["bundle"] == "histo_feature_aligned" and info["in_channels"] == 1 and info["image_size"] == 16
+        assert info["class_names"] == list(HISTO_DEMO_CLASSES) and info["null_class_label"] == 8
+        few = info["fewshot"]
+        assert few["instance_class"] == few["parent_class"] == "tumour" and not few["new_slot"]
+        assert few["instance_label"] == few["parent_label"] == 7
+        assert few["with_prior_preservation"] is prior and few["num_instance_images"] == 2
+        assert few["num_class_images"] == (4 if prior else 0) and few["feature_alignment"] is False
+        prior_pngs = sorted((run / "prior_images" / "tumour").glob("prior_*.png"))
+        assert len(prior_pngs) == (4 if prior else 0)
+        if prior:
+            assert Image.open(prior_pngs[0]).mode == "L" and Image.open(prior_pngs[0]).size == (16, 16)
+        ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
+        assert "projection" not in ckpt
+        iterations[prior] = ckpt["trainer"]["iteration"]
+        _run("inference", output_dir=str(run), ckpt_path=str(fs / "model.pt"), num_samples=8, num_inference_steps=2)
+        assert len(list((run / "samples").glob("sample_*.png"))) == 8
+    # num_repeats = ceil(4 prior images / 2 instance images) = 2 in both runs: 4 pairs per epoch, batches of 2
+    assert iterations == {True: 2, False: 2}
+
+
+def test_fewshot_from_aligned_base_loads_projection(aligned, tiny_histo, expert_ckpt, tmp_path, caplog):
+    """Few-shot fine-tuning of an aligned base model keeps aligning (the base model_info says so) and starts from the
+    projection saved in the base run's checkpoint.pt."""
+    run = _copy_models(aligned["out"], tmp_path / "run")
+    base_projection = torch.load(run / "models" / "checkpoint.pt", weights_only=False)["projection"]
+    with _messages(caplog, SLOT_LOGGER) as messages:
+        workflow = ConfigWorkflow(config_file=_files("train_fewshot"), workflow_type="train", logging_file=LOGGING,
+                                  output_dir=str(run), instance_dir=str(tiny_histo / "tumour"),
+                                  expert_ckpt=str(expert_ckpt), **FEWSHOT)  # fmt: skip
+        workflow.initialize()
+    assert f"projection initialised from {run / 'models' / 'checkpoint.pt'}" in messages
+    loss = workflow.parser.get_parsed_content("alignment#loss")
+    start = loss.state_dict()
+    assert set(start) == set(base_projection) and all(torch.equal(start[k], base_projection[k]) for k in start)
+    workflow.run()
+    workflow.finalize()
+    fs = run / "models" / "fewshot"
+    info = json.loads((fs / "model_info.json").read_text())
+    assert info["feature_alignment"] is True and info["fewshot"]["feature_alignment"] is True
+    projection = torch.load(fs / "checkpoint.pt", weights_only=False)["projection"]
+    assert not torch.equal(projection["projection.weight"], base_projection["projection.weight"])  # and trains on
+    rows = _rows(run / "fewshot_train_log.csv")
+    assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0
