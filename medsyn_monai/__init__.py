@@ -6,7 +6,7 @@ Importing the package imports its sub-packages (like ``import monai``), so bundl
 ``engines``, ``handlers`` < ``apps``) import one way only.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import (  # noqa: E402
     apps,

@@ -360,8 +360,9 @@ class ImageCollection:
 
         try:
             img = nibabel.load(str(path))
-            if _name_suffix(path) == ".nii":
-                expected = int(img.dataobj.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
+            if _name_suffix(path) == ".nii" and isinstance(img, nibabel.spatialimages.SpatialImage):
+                proxy = img.dataobj  # an uncompressed .nii file's data: nibabel's ArrayProxy, which knows its offset
+                expected = int(proxy.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize  # type: ignore[attr-defined]
                 size = os.path.getsize(path)
                 if size < expected:
                     return BadFileError(path, f"truncated: file has {size} bytes, expected {expected}")
@@ -576,7 +577,7 @@ class ImageCollection:
                 labels.append(label_of_row[i])
                 if split:
                     fixed.setdefault(case.case_id, split)
-        self._make_records(cases, labels if labelled else None, fixed)
+        self._make_records(cases, [int(v) for v in labels if v is not None] if labelled else None, fixed)
 
     def _csv_labels(self, path: Path, targets: list[Path], raw: list[str]) -> list[int | bool]:
         """Label index per row, or ``False`` for an unknown label (reported)."""
@@ -685,7 +686,8 @@ class ImageCollection:
                 self.class_names = list(self._given_class_names)
                 n_classes = len(self.class_names)
             else:
-                top = max((int(labels[s].max()) for s in images if len(labels[s])), default=-1)
+                sizes = [lab for lab in labels.values() if lab is not None and len(lab)]
+                top = max((int(lab.max()) for lab in sizes), default=-1)
                 n_classes = top + 1
                 self.class_names = [str(k) for k in range(n_classes)]
         for split, arr in images.items():
@@ -704,6 +706,6 @@ class ImageCollection:
                         )
                         continue
                     record["label"] = value
-                    record["class_name"] = self.class_names[value]
+                    record["class_name"] = self.class_names[value] if self.class_names is not None else str(value)
                 record.update(case_id=case_id, split=split, source_format=str(SourceFormat.NPZ))
                 self.records.append(record)

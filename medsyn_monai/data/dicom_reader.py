@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def describe_pixel_error(ds: Any, err: BaseException) -> str:
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a file starting with the DICOM preamble (``DICM`` at byte 128)."""
     try:
-        return os.path.isfile(path) and pydicom.misc.is_dicom(path)
+        return os.path.isfile(path) and pydicom.misc.is_dicom(os.fspath(path))
     except OSError:
         return False
 
@@ -137,7 +137,7 @@ class DicomSeriesReader(PydicomReader):
             affine_lps_to_ras=affine_lps_to_ras,
             swap_ij=swap_ij,
             prune_metadata=prune_metadata,
-            fname_regex=None,
+            fname_regex=None,  # type: ignore[arg-type]  # MONAI reads None as "no file-name filter"
             to_gpu=False,
             **kwargs,
         )
@@ -209,7 +209,7 @@ class DicomSeriesReader(PydicomReader):
                 "give the files of one series",
                 stage="load",
             )
-        self.filenames = names
+        self.filenames = list(names)
         self.has_series = len(datasets) > 1
         return datasets if self.has_series else datasets[0]
 
@@ -234,7 +234,7 @@ class DicomSeriesReader(PydicomReader):
             data = np.moveaxis(data, 0, 2)
         return data
 
-    def _combine_dicom_series(self, data: Sequence[Any], filenames: Sequence[Any]) -> tuple[np.ndarray, dict]:
+    def _combine_dicom_series(self, data: Iterable[Any], filenames: Sequence[Any]) -> tuple[np.ndarray, dict]:
         """Stack the slices of one series, ordered by position along the slice normal.
 
         Args:

@@ -63,7 +63,7 @@ def source_format_of(path: str | os.PathLike | Sequence[str | os.PathLike]) -> S
         if len(path) == 1:
             return source_format_of(path[0])
         return SourceFormat.DICOM_SERIES
-    p = Path(path)
+    p = Path(path)  # type: ignore[arg-type]  # a single path (lists and tuples are handled above)
     name = p.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return SourceFormat.NIFTI

@@ -121,9 +121,9 @@ def _emptied_message(emptied: list[_EmptiedVolume]) -> str:
     head = f"the slicer kept no slice of {len(emptied)} volume(s)"
     if not reports:
         return f"{head} (e.g. {emptied[0].case}); check its range (start/end/step) and filter settings"
-    best = max(reports, key=lambda e: e.report.max_fraction)  # type: ignore[union-attr]
-    r: SliceFilterReport = best.report  # type: ignore[assignment]
-    n_slices = sum(e.report.num_slices for e in reports)  # type: ignore[union-attr]
+    candidates = [(e, e.report) for e in emptied if e.report is not None]
+    best, r = max(candidates, key=lambda pair: pair[1].max_fraction)
+    n_slices = sum(report.num_slices for _, report in candidates)
     if r.threshold_given:
         threshold = f"foreground_threshold={r.threshold:g}"
         details = [best.meaning] if best.meaning else []
@@ -289,7 +289,7 @@ class SliceDataset(Dataset):
             logger.warning("%s; they are left out.", _emptied_message(self._emptied))
         shapes = Counter(tuple(im.shape) for im in images)
         if len(shapes) > 1:
-            examples = {}
+            examples: dict[tuple[int, ...], str] = {}
             for im, cid in zip(images, case_ids, strict=True):
                 examples.setdefault(tuple(im.shape), cid)
             listing = ", ".join(f"{shape} x{n} (e.g. {examples[shape]})" for shape, n in shapes.most_common())

@@ -71,7 +71,8 @@ def split_by_case(
         raise ValueError(f"labels has {len(labels)} items but case_ids has {len(ids)}.")
     votes: dict[str, Counter] = defaultdict(Counter)
     for i, cid in enumerate(ids):
-        votes[cid][None if labels is None or labels[i] is None else int(labels[i])] += 1
+        label = None if labels is None else labels[i]
+        votes[cid][None if label is None else int(label)] += 1
 
     def case_label(cid: str) -> int | None:
         counts = votes[cid]

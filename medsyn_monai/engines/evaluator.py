@@ -90,7 +90,7 @@ class ClassificationEvaluator(SupervisedEvaluator):
             raise ValueError("ClassificationEvaluator gathers whole batches: decollate must be False.")
         super().__init__(
             device=torch.device(device) if isinstance(device, str) else device,
-            val_data_loader=val_data_loader,  # type: ignore[arg-type]
+            val_data_loader=val_data_loader,
             network=network,
             prepare_batch=ExpertPrepareBatch() if prepare_batch is None else prepare_batch,
             val_handlers=None,  # attached below, after the report handler
@@ -114,7 +114,7 @@ class ClassificationEvaluator(SupervisedEvaluator):
         self._logits, self._labels = [], []
 
     def _collect(self, engine: Engine) -> None:
-        output = engine.state.output
+        output: Any = engine.state.output
         logits = _plain(output[CommonKeys.PRED]).detach()
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(f"the network must return (B, {self.num_classes}) logits, got {tuple(logits.shape)}.")

@@ -178,7 +178,11 @@ class DiffusionTrainer(SupervisedTrainer):
         if sample_weight_key is not None:
             pixel = self.pixel_loss
             per_sample = isinstance(pixel, DiffusionLoss) and pixel.reduction == "mean"
-            self._per_sample_loss = DiffusionLoss(pixel.loss_type, reduction="none") if per_sample else pixel
+            self._per_sample_loss = (
+                DiffusionLoss(pixel.loss_type, reduction="none")  # type: ignore[attr-defined]
+                if per_sample
+                else pixel
+            )
         #: names of the loss terms written to ``engine.state.output`` besides ``"loss"``
         self.loss_components: list[str] = []
         if self.feature_alignment is not None or sample_weight_key is not None or self.noise_loss_weight != 1:

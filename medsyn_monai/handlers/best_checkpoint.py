@@ -145,12 +145,12 @@ class BestCheckpointHandler:
 
     def save(self, epoch: int, metrics: Mapping[str, Any] | None = None) -> None:
         """Write ``best_model.pt`` and ``best_metric.json`` atomically."""
-        net = self.network
+        net: nn.Module = self.network
         while True:  # unwrap DataParallel / DistributedDataParallel / torch.compile
             if isinstance(net, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):
                 net = net.module
-            elif hasattr(net, "_orig_mod"):
-                net = net._orig_mod
+            elif isinstance(getattr(net, "_orig_mod", None), nn.Module):
+                net = net._orig_mod  # type: ignore[assignment]  # torch.compile's OptimizedModule wraps the module
             else:
                 break
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}

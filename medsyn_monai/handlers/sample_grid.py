@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.networks.schedulers import Scheduler
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
+from medsyn_monai.networks.schedulers import SamplingScheduler
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 
 __all__ = ["SampleGridHandler"]
@@ -44,7 +45,7 @@ class SampleGridHandler:
         self,
         network: torch.nn.Module,
         inferer: ConditionalDiffusionInferer,
-        scheduler: Scheduler,
+        scheduler: SamplingScheduler,
         image_shape: Sequence[int],
         num_samples: int = 16,
         num_inference_steps: int = 50,
@@ -74,7 +75,7 @@ class SampleGridHandler:
         self.seed = seed
         self.tag = tag
         self.logger = logging.getLogger(__name__)
-        self.last_grid = None
+        self.last_grid: np.ndarray | None = None
 
     def attach(self, engine: Engine) -> None:
         if self.interval > 0:
@@ -110,10 +111,13 @@ class SampleGridHandler:
             )
         finally:
             self.network.train(was_training)
-        return images.clamp(-1, 1)  # type: ignore[union-attr]
+        assert isinstance(images, torch.Tensor)  # no intermediates were asked for
+        return images.clamp(-1, 1)
 
     def __call__(self, engine: Engine) -> None:
-        images = self.sample(engine.state.device)
+        # MONAI workflows keep their device on the state; a plain Ignite engine falls back to the network's
+        device = getattr(engine.state, "device", None) or next(self.network.parameters()).device
+        images = self.sample(device)
         nrow = self.num_classes if self.num_classes and self.num_classes <= 8 else None
         grid = make_grid(images, nrow=nrow)
         self.last_grid = grid

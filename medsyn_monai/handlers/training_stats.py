@@ -97,7 +97,7 @@ class TrainingStatsHandler:
         self._count += 1
         image = output.get("image") if isinstance(output, dict) else None
         self._images += int(image.shape[0]) if image is not None else 0
-        extras = {}
+        extras: dict[str, float] = {}
         for key in self.extra_keys:
             value = output.get(key) if isinstance(output, dict) else None
             if value is not None:

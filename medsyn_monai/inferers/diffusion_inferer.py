@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from contextlib import nullcontext
+from typing import cast
 
 import torch
 from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import RFlowScheduler, Scheduler
 from monai.utils import optional_import
 
+from medsyn_monai.networks.schedulers.protocol import SamplingScheduler
 from medsyn_monai.utils.cli import as_bool
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
@@ -151,7 +153,7 @@ class ConditionalDiffusionInferer(DiffusionInferer):
             out = diffusion_model(**kwargs)
         return out.float()
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         inputs: torch.Tensor,
         diffusion_model: Callable,
@@ -240,7 +242,7 @@ class ConditionalDiffusionInferer(DiffusionInferer):
         self,
         input_noise: torch.Tensor,
         diffusion_model: Callable,
-        scheduler: Scheduler | None = None,
+        scheduler: SamplingScheduler | None = None,
         save_intermediates: bool | None = False,
         intermediate_steps: int | None = 100,
         conditioning: torch.Tensor | None = None,
@@ -277,7 +279,7 @@ class ConditionalDiffusionInferer(DiffusionInferer):
             raise ValueError("seg (SPADE) conditioning is not supported by ConditionalDiffusionInferer.")
         if guidance_rescale is not None:
             _check_rescale(guidance_rescale)
-        scheduler = scheduler or self.scheduler
+        scheduler = scheduler or cast(SamplingScheduler, self.scheduler)
         image = input_noise
         takes_generator = "generator" in inspect.signature(scheduler.step).parameters
         is_rflow = isinstance(scheduler, RFlowScheduler)

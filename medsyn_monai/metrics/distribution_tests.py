@@ -171,9 +171,9 @@ def intensity_histogram_test(
             raise ValueError(f"{name} must have shape (N, ...) with one image per row, got {tuple(data.shape)}.")
         if data.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 images, got {data.shape[0]}.")
-        values = data.reshape(data.shape[0], -1).double()
-        values = values.mean(dim=1) if unit == HistogramUnit.IMAGE else values.reshape(-1)
-        values = values.clamp(low, high).cpu().numpy()
+        flat = data.reshape(data.shape[0], -1).double()
+        flat = flat.mean(dim=1) if unit == HistogramUnit.IMAGE else flat.reshape(-1)
+        values = flat.clamp(low, high).cpu().numpy()
         counts.append(np.histogram(values, bins=bins, range=(low, high))[0].astype(np.float64))
 
     chi2, pvalue = _chi2_homogeneity(counts[0], counts[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ def _check_options(num_pairs: int | None, data_range: float, seed: int) -> None:
         raise ValueError(f"seed must be an integer, got {seed!r}.")
 
 
-def _make_metric(spatial_shape: Sequence[int], multiscale: bool, data_range: float) -> SSIMMetric:
+def _make_metric(
+    spatial_shape: Sequence[int], multiscale: bool, data_range: float
+) -> SSIMMetric | MultiScaleSSIMMetric:
     """MONAI's (MS-)SSIM metric with per-pair output, after checking the images are large enough."""
     if multiscale:
         # MONAI's compute_ms_ssim requires size // (scales - 1)**2 > win - 1 along every axis (176 px by default)
@@ -57,7 +60,11 @@ def _make_metric(spatial_shape: Sequence[int], multiscale: bool, data_range: flo
 
 
 def _mean_ssim(
-    set_a: torch.Tensor, set_b: torch.Tensor, idx_a: np.ndarray, idx_b: np.ndarray, metric: SSIMMetric
+    set_a: torch.Tensor,
+    set_b: torch.Tensor,
+    idx_a: np.ndarray,
+    idx_b: np.ndarray,
+    metric: SSIMMetric | MultiScaleSSIMMetric,
 ) -> float:
     """Mean (MS-)SSIM of the pairs ``(set_a[idx_a[p]], set_b[idx_b[p]])``, in batches of ``_BATCH`` pairs."""
     total = 0.0
@@ -65,7 +72,9 @@ def _mean_ssim(
         for start in range(0, len(idx_a), _BATCH):
             a = set_a[torch.as_tensor(idx_a[start : start + _BATCH])]
             b = set_b[torch.as_tensor(idx_b[start : start + _BATCH])]
-            total += float(metric(a, b).double().sum())
+            scores = metric(a, b)
+            assert isinstance(scores, torch.Tensor)  # reduction='none' returns one tensor
+            total += float(scores.double().sum())
     metric.reset()
     return total / len(idx_a)
 
@@ -104,6 +113,29 @@ def _labels_list(labels: Sequence[Hashable] | torch.Tensor | np.ndarray, n: int)
     if len(labels) != n:
         raise ValueError(f"labels has {len(labels)} entries but there are {n} images.")
     return labels
+
+
+@overload
+def intra_set_ssim(
+    images: torch.Tensor | np.ndarray,
+    num_pairs: int | None = ...,
+    seed: int = ...,
+    multiscale: bool = ...,
+    data_range: float = ...,
+    labels: None = ...,
+) -> float: ...
+
+
+@overload
+def intra_set_ssim(
+    images: torch.Tensor | np.ndarray,
+    num_pairs: int | None = ...,
+    seed: int = ...,
+    multiscale: bool = ...,
+    data_range: float = ...,
+    *,
+    labels: Sequence[Hashable] | torch.Tensor | np.ndarray,
+) -> dict[Hashable, float]: ...
 
 
 def intra_set_ssim(
@@ -162,7 +194,7 @@ def intra_set_ssim(
     label_list = _labels_list(labels, images.shape[0])
     result: dict[Hashable, float] = {}
     try:
-        classes = sorted(set(label_list))
+        classes = sorted(set(label_list))  # type: ignore[type-var]
     except TypeError:  # mixed label types
         classes = sorted(set(label_list), key=str)
     for cls in classes:

@@ -7,7 +7,7 @@ every boolean option through :func:`as_bool`, which accepts the usual spellings 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -16,6 +16,14 @@ __all__ = ["TRUE_STRINGS", "FALSE_STRINGS", "NONE_STRINGS", "as_bool"]
 TRUE_STRINGS: tuple[str, ...] = ("true", "yes", "on", "1")
 FALSE_STRINGS: tuple[str, ...] = ("false", "no", "off", "0")
 NONE_STRINGS: tuple[str, ...] = ("none", "null")
+
+
+@overload
+def as_bool(value: Any, name: str | None = None, allow_none: Literal[False] = False) -> bool: ...
+
+
+@overload
+def as_bool(value: Any, name: str | None = None, allow_none: bool = ...) -> bool | None: ...
 
 
 def as_bool(value: Any, name: str | None = None, allow_none: bool = False) -> bool | None:

@@ -16,7 +16,7 @@ import torch
 __all__ = ["atomic_write", "json_ready", "write_json"]
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place with ``os.replace``.
 
     An interrupted write never leaves a half-written ``path``; the temporary file is removed on failure.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font: Any) -> tuple[float, float]:
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
     return x1 - x0, y1 - y0
 
@@ -104,8 +105,11 @@ def save_confusion_matrix_png(
         >>> Image.open(p).size
         (408, 276)
     """
-    m = torch.as_tensor(np.asarray(matrix, dtype=np.float64) if not isinstance(matrix, torch.Tensor) else matrix)
-    m = m.detach().cpu().double().numpy()
+    m = (
+        matrix.detach().cpu().double().numpy()
+        if isinstance(matrix, torch.Tensor)
+        else np.asarray(matrix, dtype=np.float64)
+    )
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 1:
         raise ValueError(f"matrix must be a non-empty square (C, C) array, got shape {m.shape}.")
     if not np.all(np.isfinite(m)) or np.any(m < 0):
@@ -151,7 +155,7 @@ def save_confusion_matrix_png(
         w, h = _text_size(draw, text, font)
         draw.text((left - 8 - w, top + i * cell + (cell - h) / 2), text, fill="black", font=font)
     w, h = _text_size(draw, "True", bold)
-    label = Image.new("RGB", (w + 4, h + 8), "white")
+    label = Image.new("RGB", (int(w) + 4, int(h) + 8), "white")
     ImageDraw.Draw(label).text((2, 2), "True", fill="black", font=bold)
     label = label.rotate(90, expand=True)
     image.paste(label, (4, int(top + (n * cell - label.height) / 2)))

@@ -134,7 +134,7 @@ def save_histogram_png(
         draw.text((left - 6 - w, y - h / 2), text, fill="black", font=font)
     ylabel = "fraction"
     w, h = _text_size(draw, ylabel, font)
-    rotated = Image.new("RGBA", (w + 4, h + 8), (255, 255, 255, 255))
+    rotated = Image.new("RGBA", (int(w) + 4, int(h) + 8), (255, 255, 255, 255))
     ImageDraw.Draw(rotated).text((2, 2), ylabel, fill="black", font=font)
     rotated = rotated.rotate(90, expand=True)
     image.paste(rotated, (2, int(top + (plot_h - rotated.height) / 2)))

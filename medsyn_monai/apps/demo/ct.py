@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from .utils import DemoSpec, check_int, check_rng, check_size, write_demo_atomically
 
@@ -226,9 +226,7 @@ class CTPhantomParams:
         for side in (-1.0, 1.0):
             for _ in range(int(rng.integers(3, 6))):
                 # angle on the wall ellipse, measured for the right side (pi = right lateral) and mirrored for the left
-                ribs.append(
-                    (side, float(u(2.1, 4.3)), float(u(-0.4, 0.7)), float(u(6, 10)), float(u(3.2, 4.8)))  # type: ignore[arg-type]
-                )
+                ribs.append((side, float(u(2.1, 4.3)), float(u(-0.4, 0.7)), float(u(6, 10)), float(u(3.2, 4.8))))
         bowel = []
         for _ in range(int(rng.integers(4, 9))):
             bowel.append(
@@ -284,7 +282,7 @@ class CTPhantomParams:
             fat_thickness=fat,
             wall_thickness=wall,
             anatomy=anatomy,
-            ribs=tuple(ribs),  # type: ignore[arg-type]
+            ribs=tuple(ribs),
             bowel=tuple(bowel),
             hu=hu,
             lesion_center=lesion_center,
@@ -650,7 +648,7 @@ def _write_case(
         z = k * CT_DEMO_SLICE_THICKNESS_MM
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uids[k]
+        meta.MediaStorageSOPInstanceUID = UID(sop_uids[k])
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         meta.ImplementationVersionName = "MEDSYN_DEMO_" + CT_DEMO_VERSION.replace(".", "")

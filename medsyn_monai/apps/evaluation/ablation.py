@@ -6,6 +6,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ from medsyn_monai.utils.model_info import save_model_info
 __all__ = ["AblationStudy"]
 
 _PARTS = ("network", "scheduler")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The training settings every variant and seed of an ablation shares (written to ``ablation.json``)."""
+
+    max_epochs: int
+    learning_rate: float
+    weight_decay: float
+    warmup_steps: int
+    lr_end_factor: float
+    ema_decay: float
+    ema_warmup_steps: int | None
+    max_grad_norm: float | None
+    loss_type: str
 
 
 class AblationStudy:
@@ -136,11 +152,17 @@ class AblationStudy:
         self.real_images = real_images.float()
         self.feature_extractor = feature_extractor
         self.output_dir = Path(output_dir)
-        self.recipe = {
-            "max_epochs": int(max_epochs), "learning_rate": float(learning_rate), "weight_decay": float(weight_decay),
-            "warmup_steps": int(warmup_steps), "lr_end_factor": float(lr_end_factor), "ema_decay": float(ema_decay),
-            "ema_warmup_steps": ema_warmup_steps, "max_grad_norm": max_grad_norm, "loss_type": str(loss_type),
-        }  # fmt: skip
+        self.recipe = TrainingRecipe(
+            max_epochs=int(max_epochs),
+            learning_rate=float(learning_rate),
+            weight_decay=float(weight_decay),
+            warmup_steps=int(warmup_steps),
+            lr_end_factor=float(lr_end_factor),
+            ema_decay=float(ema_decay),
+            ema_warmup_steps=None if ema_warmup_steps is None else int(ema_warmup_steps),
+            max_grad_norm=None if max_grad_norm is None else float(max_grad_norm),
+            loss_type=str(loss_type),
+        )
         self.label_key = label_key
         self.model_info = dict(model_info or {})
         self.cpu_bf16 = cpu_bf16
@@ -169,26 +191,27 @@ class AblationStudy:
         network = self.network_factory(**self.variants[variant]["network"]).to(self.device)
         scheduler = self.scheduler_factory(**self.variants[variant]["scheduler"])
         ema = copy.deepcopy(network)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=r["learning_rate"], weight_decay=r["weight_decay"])
-        total = max(1, r["max_epochs"] * len(self.train_loader))  # type: ignore[arg-type]
-        lr_schedule = WarmupCosineSchedule(optimizer, warmup_steps=r["warmup_steps"], t_total=total,
-                                           end_lr=r["learning_rate"] * r["lr_end_factor"])  # fmt: skip
+        optimizer = torch.optim.AdamW(network.parameters(), lr=r.learning_rate, weight_decay=r.weight_decay)
+        total = max(1, r.max_epochs * len(self.train_loader))  # type: ignore[arg-type]
+        lr_schedule = WarmupCosineSchedule(optimizer, warmup_steps=r.warmup_steps, t_total=total,
+                                           end_lr=r.learning_rate * r.lr_end_factor)  # fmt: skip
         handlers = [
-            LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),
-            ExponentialMovingAverage(network, ema, decay=r["ema_decay"], warmup_iters=r["ema_warmup_steps"]),
+            # MONAI annotates the handler with the pre-2.0 _LRScheduler; any torch LR scheduler works
+            LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),  # type: ignore[arg-type]
+            ExponentialMovingAverage(network, ema, decay=r.ema_decay, warmup_iters=r.ema_warmup_steps),
             AtomicCheckpoint(models, {"network": network, "ema": ema, "optimizer": optimizer}, model_key="ema"),
         ]
         trainer = DiffusionTrainer(
             self.device,
-            r["max_epochs"],
+            r.max_epochs,
             self.train_loader,
             network,
             optimizer,
             scheduler,
-            loss_function=DiffusionLoss(r["loss_type"]),
+            loss_function=DiffusionLoss(r.loss_type),
             inferer=ConditionalDiffusionInferer(scheduler, cpu_bf16=self.cpu_bf16),
             label_key=self.label_key,
-            max_grad_norm=r["max_grad_norm"],
+            max_grad_norm=r.max_grad_norm,
             train_handlers=handlers,
         )
         schedule = {**self.model_info.get("scheduler", {}), **self.variants[variant]["scheduler"],
@@ -228,7 +251,7 @@ class AblationStudy:
         real_features = self.feature_extractor.extract(self.real_images)
         reference = {"ssim_intra_real": float(intra_set_ssim(self.real_images, num_pairs=self.ssim_pairs, seed=0))}
         results: dict[str, Any] = {"variants": {}, "seeds": self.seeds, "num_samples": self.num_samples,
-                                   "recipe": self.recipe, "reference": reference}  # fmt: skip
+                                   "recipe": asdict(self.recipe), "reference": reference}  # fmt: skip
         steps_list = self.sampling_steps or [self.num_inference_steps]
         for variant in self.variants:
             runs: dict[int, list[dict[str, float]]] = {steps: [] for steps in steps_list}

@@ -156,7 +156,7 @@ class SyntheticAugmentationStudy:
             seed=self.seed,
             num_workers=self.num_workers,
         )
-        network.best_epoch = info["best_epoch"]  # type: ignore[assignment]
+        network.best_epoch = info["best_epoch"]
         return network
 
     def _loader(self, data: Dataset | Sequence) -> DataLoader:
@@ -169,7 +169,7 @@ class SyntheticAugmentationStudy:
         images, labels = self.synthetic_set()
         real = ImageLabelDataset(self.train_data, self.train_transform)
         synthetic = ImageLabelDataset(TensorPairDataset(images, labels), self.train_transform)
-        runs: Mapping[str, Dataset] = {
+        runs: Mapping[str, ConcatDataset] = {
             "real_only": ConcatDataset([real]),
             "real_plus_synthetic": ConcatDataset([real, synthetic]),
         }

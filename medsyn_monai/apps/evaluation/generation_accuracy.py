@@ -94,7 +94,8 @@ class GenerationAccuracyStudy:
         """Sample, classify and summarise; write the JSON and PNGs when ``output_dir`` is set."""
         num_classes = len(self.class_names)
         labels = [c for c in self.classes for _ in range(self.samples_per_class)]
-        per_seed, per_class = [], {self.class_names[c]: [] for c in self.classes}
+        per_seed: list[float] = []
+        per_class: dict[str, list[float]] = {self.class_names[c]: [] for c in self.classes}
         total = np.zeros((num_classes, num_classes), dtype=np.int64)
         for k in range(self.num_seeds):
             images, _ = self.generator.generate(labels=labels, seed=self.base_seed + k)

@@ -204,7 +204,7 @@ class SyntheticPretrainingStudy:
             return "synthetic_only" if fraction == 0 else f"synthetic_then_real_{_percent(fraction)}"
         return f"real_only_{_percent(fraction)}"
 
-    def synthetic_set(self) -> Dataset:
+    def synthetic_set(self) -> ImageLabelDataset | TensorPairDataset:
         """The synthetic training items: ``synthetic_data``, or ``samples_per_class`` images generated per class."""
         if self.synthetic_data is not None:
             return ImageLabelDataset(self.synthetic_data)

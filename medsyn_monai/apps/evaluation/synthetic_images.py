@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -85,6 +85,12 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+class _FeatureSource(Protocol):
+    """What the study needs of a feature extractor: ``extract(images, device)`` -> ``(N, D)`` features."""
+
+    def extract(self, images: torch.Tensor, device: str | torch.device = ...) -> torch.Tensor: ...
 
 
 def _as_images(images: Any, name: str) -> torch.Tensor:
@@ -253,12 +259,12 @@ class SyntheticImageStudy:
                 )
 
         self.reference_sets: dict[str, torch.Tensor] = {}
-        for name, images in (reference_sets or {}).items():
+        for name, reference in (reference_sets or {}).items():
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"reference set names must be non-empty strings, got {name!r}.")
             if name in _SET_NAMES:
                 raise ValueError(f"reference set name {name!r} is reserved; use another than {list(_SET_NAMES)}.")
-            tensor = _as_images(images, f"reference_sets[{name!r}]")
+            tensor = _as_images(reference, f"reference_sets[{name!r}]")
             self._check_same_shape(f"reference_sets[{name!r}]", tensor)
             self.reference_sets[name] = tensor
 
@@ -307,7 +313,7 @@ class SyntheticImageStudy:
                     f"nn.Module, got {type(feature_extractor).__name__}."
                 )
             feature_extractor = FeatureExtractor(feature_extractor)
-        self.feature_extractor = feature_extractor
+        self.feature_extractor: _FeatureSource | None = feature_extractor  # type: ignore[assignment]
         if feature_extractor is not None:
             sets = {"real_images": self.real_images, "synthetic_images": self.synthetic_images}
             sets.update({f"reference_sets[{k!r}]": v for k, v in self.reference_sets.items()})
@@ -352,7 +358,8 @@ class SyntheticImageStudy:
     # ------------------------------------------------------------------ metrics
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.feature_extractor.extract(images, device=self.device).double().cpu()  # type: ignore[union-attr]
+        assert self.feature_extractor is not None
+        return self.feature_extractor.extract(images, device=self.device).double().cpu()
 
     @torch.no_grad()
     def _classify(self, images: torch.Tensor) -> torch.Tensor:
@@ -448,21 +455,23 @@ class SyntheticImageStudy:
         if self.expert is not None and (self.real_labels is not None or self.synthetic_labels is not None):
             self.logger.info("classifying with the expert")
             synthetic_pred = self._classify(synthetic)
-            names = [self.class_name(c) for c in range(int(self.num_classes))]  # type: ignore[arg-type]
+            num_classes = self.num_classes
+            assert num_classes is not None  # set by _classify from the expert's logits at the latest
+            names = [self.class_name(c) for c in range(num_classes)]
             if self.real_labels is not None:
                 report = classification_report(
-                    self.real_labels, self._classify(real), num_classes=self.num_classes, class_names=names
+                    self.real_labels, self._classify(real), num_classes=num_classes, class_names=names
                 )
                 metrics["expert_accuracy_real"] = report["accuracy"]
                 confusions["real"] = report["confusion_matrix"]
             if self.synthetic_labels is not None:
                 report = classification_report(
-                    self.synthetic_labels, synthetic_pred, num_classes=self.num_classes, class_names=names
+                    self.synthetic_labels, synthetic_pred, num_classes=num_classes, class_names=names
                 )
                 metrics["expert_accuracy_synthetic"] = report["accuracy"]
                 confusions["synthetic"] = report["confusion_matrix"]
             if self.real_labels is not None:
-                freq = class_frequency_test(self.real_labels, synthetic_pred, num_classes=int(self.num_classes))
+                freq = class_frequency_test(self.real_labels, synthetic_pred, num_classes=num_classes)
                 metrics["chi2_class"] = freq["chi2"]
                 metrics["chi2_class_pvalue"] = freq["chi2_pvalue"]
                 metrics["kl_class"] = freq["kl_divergence"]

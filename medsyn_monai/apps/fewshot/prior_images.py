@@ -192,7 +192,8 @@ class PriorImageGenerator:
             m = re.fullmatch(r"prior_(\d+)\.png", p.name)
             if m:
                 used.add(int(m.group(1)))
-        free, i = [], 0
+        free: list[int] = []
+        i = 0
         while len(free) < count:
             if i not in used:
                 free.append(i)

@@ -11,12 +11,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.networks.schedulers import DDIMScheduler, Scheduler
+from monai.networks.schedulers import DDIMScheduler
 from monai.transforms import SaveImage
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.networks.nets import network_from_config
-from medsyn_monai.networks.schedulers import sampling_scheduler
+from medsyn_monai.networks.schedulers import SamplingScheduler, sampling_scheduler
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 from medsyn_monai.utils.model_info import load_model_info
@@ -81,7 +81,7 @@ class DiffusionSampler:
         self,
         network: torch.nn.Module,
         inferer: ConditionalDiffusionInferer,
-        scheduler: Scheduler,
+        scheduler: SamplingScheduler,
         ckpt_path: str | Path,
         output_dir: str | Path,
         num_samples: int,
@@ -183,7 +183,7 @@ class DiffusionSampler:
             )
         scheduler = sampling_scheduler(scheduler_type, **info["scheduler"])
         inferer = ConditionalDiffusionInferer(
-            scheduler,
+            scheduler,  # type: ignore[arg-type]  # a MONAI scheduler, typed by what sampling needs
             cpu_bf16=cpu_bf16,
             null_class_label=info.get("null_class_label"),
             guidance_scale=guidance_scale,
@@ -302,7 +302,7 @@ class DiffusionSampler:
         self.load_weights()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         images, labels = self.generate()
-        common = {"output_dir": str(self.output_dir), "output_postfix": "", "separate_folder": False,
+        common: dict[str, Any] = {"output_dir": str(self.output_dir), "output_postfix": "", "separate_folder": False,
                   "resample": True, "print_log": False}  # fmt: skip
         png_writer = SaveImage(output_ext=".png", output_dtype=np.uint8, scale=255, **common)
         nii_writer = SaveImage(output_ext=".nii.gz", output_dtype=np.float32, **common)

@@ -15,8 +15,8 @@ the last one (index ``num_classes``) being the "no class" (null) label that cond
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from monai.networks.nets import DiffusionModelUNet
@@ -148,7 +148,7 @@ class ClassConditionedDiffusionUNet(nn.Module):
         self.in_channels = int(kwargs["in_channels"])
         self.out_channels = int(kwargs["out_channels"])
         self.spatial_dims = int(kwargs["spatial_dims"])
-        self.block_out_channels = tuple(self.backbone.block_out_channels)
+        self.block_out_channels = tuple(cast(Sequence[int], self.backbone.block_out_channels))
 
     def feature_point(self) -> tuple[str, int]:
         """The backbone's default feature point (:func:`medsyn_monai.networks.utils.feature_point`), as a name of

@@ -28,6 +28,17 @@ _MONAI_HEADS = {
 }
 
 
+def _detach_head(network: nn.Module, name: str) -> int:
+    """Replace the final linear layer ``name`` of a MONAI network by an identity; return its number of inputs."""
+    *path, last = name.split(".")
+    parent = network.get_submodule(".".join(path))
+    head = parent.get_submodule(last)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{type(network).__name__}.{name} is a {type(head).__name__}, not the expected nn.Linear head.")
+    parent.add_module(last, nn.Identity())
+    return head.in_features
+
+
 def _vit_patch_size(image_size: tuple[int, int]) -> int:
     """The largest patch size among 16, 8, 4, 2 that divides every side of ``image_size``."""
     for patch in (16, 8, 4, 2):
@@ -120,7 +131,7 @@ class ExpertClassifier(nn.Module):
         self.name = ExpertNetwork(name)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
-        self.image_size: tuple[int, int] = size  # type: ignore[assignment]
+        self.image_size: tuple[int, int] = (size[0], size[1])
         kwargs = dict(network_kwargs or {})
 
         if self.name in (ExpertNetwork.RESNET18, ExpertNetwork.RESNET50):
@@ -129,12 +140,8 @@ class ExpertClassifier(nn.Module):
             self.backbone: nn.Module = factory(
                 spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, **kwargs
             )
-            self._feature_dim = self.backbone.fc.in_features
-            self.backbone.fc = nn.Identity()
         elif self.name == ExpertNetwork.DENSENET121:
             self.backbone = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes, **kwargs)
-            self._feature_dim = self.backbone.class_layers.out.in_features
-            self.backbone.class_layers.out = nn.Identity()
         else:
             kwargs.setdefault("patch_size", _vit_patch_size(size))
             self.backbone = ViT(
@@ -146,8 +153,7 @@ class ExpertClassifier(nn.Module):
                 post_activation=None,
                 **kwargs,
             )
-            self._feature_dim = self.backbone.classification_head.in_features
-            self.backbone.classification_head = nn.Identity()
+        self._feature_dim = _detach_head(self.backbone, _MONAI_HEADS[self.name])
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self._feature_dim, num_classes)
         if pretrained_path is not None:
@@ -176,7 +182,7 @@ class ExpertClassifier(nn.Module):
             info["name"],
             in_channels=info["in_channels"],
             num_classes=info["num_classes"],
-            image_size=info.get("expert_input_size", info.get("image_size")),
+            image_size=info["expert_input_size"] if "expert_input_size" in info else info["image_size"],
             pretrained_path=path,
         )
 

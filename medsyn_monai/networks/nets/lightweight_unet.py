@@ -15,6 +15,7 @@ cross-attention :class:`~monai.networks.nets.diffusion_model_unet.SpatialTransfo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -344,7 +345,7 @@ class LightweightDiffusionUNet(nn.Module):
         h = self.stem(x, emb)
         skips = []
         for i, convs in enumerate(self.down_blocks):
-            for conv in convs:
+            for conv in cast(nn.ModuleList, convs):
                 h = conv(h, emb)
             if self.down_attentions is not None and str(i) in self.down_attentions:
                 h = self.down_attentions[str(i)](h, context=context)
@@ -356,7 +357,7 @@ class LightweightDiffusionUNet(nn.Module):
             skip = skips.pop()
             if self.skip_connections:
                 h = torch.cat([h, skip], dim=1)
-            for conv in convs:
+            for conv in cast(nn.ModuleList, convs):
                 h = conv(h, emb)
             level = str(len(self.channels) - 2 - j)
             if self.up_attentions is not None and level in self.up_attentions:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, Scheduler
 
+from medsyn_monai.networks.schedulers.protocol import SamplingScheduler
 from medsyn_monai.utils.enums import SchedulerType
 
 __all__ = ["SAMPLING_SCHEDULERS", "sampling_scheduler"]
@@ -17,7 +20,7 @@ def sampling_scheduler(
     num_train_timesteps: int = 1000,
     schedule: str = "linear_beta",
     prediction_type: str = "epsilon",
-) -> Scheduler:
+) -> SamplingScheduler:
     """A MONAI scheduler for sampling a model trained with the given noise schedule.
 
     Args:
@@ -38,6 +41,7 @@ def sampling_scheduler(
     key = str(kind).lower()
     if key not in SAMPLING_SCHEDULERS:
         raise ValueError(f"unknown scheduler_type {kind!r}; choose one of {list(SAMPLING_SCHEDULERS)}.")
-    return SAMPLING_SCHEDULERS[key](
+    scheduler = SAMPLING_SCHEDULERS[key](
         num_train_timesteps=int(num_train_timesteps), schedule=schedule, prediction_type=prediction_type
     )
+    return cast(SamplingScheduler, scheduler)

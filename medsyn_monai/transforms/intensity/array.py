@@ -212,7 +212,7 @@ class CTWindow(Transform):
             >>> CTWindow("display").hu_range is None
             True
         """
-        if self.display:
+        if self.display or self.level is None or self.width is None:
             return None
         return (self.level - self.width / 2.0, self.level + self.width / 2.0)
 
@@ -649,6 +649,7 @@ class ScaleToRange(Transform):
                 return 0.0, float(2**bits_i - 1)
         if self.source == ScaleSource.DTYPE:
             dtype = img.dtype
+            info: torch.iinfo | np.iinfo | None
             if isinstance(dtype, torch.dtype):
                 is_int = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
                 info = torch.iinfo(dtype) if is_int else None

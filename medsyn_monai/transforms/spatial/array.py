@@ -11,7 +11,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ def _like_input(out: NdarrayOrTensor, img: NdarrayOrTensor) -> NdarrayOrTensor:
     return convert_data_type(out, output_type=np.ndarray)[0]
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -321,7 +321,7 @@ def _target_size(spatial_size: Sequence[int] | int) -> int | tuple[int, ...]:
         if spatial_size < 1:
             raise ValueError(f"spatial_size must be >= 1, got {spatial_size!r}.")
         return int(spatial_size)
-    sizes = tuple(spatial_size)
+    sizes = tuple(spatial_size)  # type: ignore[arg-type]  # not an int, so a sequence (checked just below)
     if not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
         raise ValueError(f"spatial_size must be an int or a sequence of ints >= 1, got {spatial_size!r}.")
     return tuple(int(s) for s in sizes)
@@ -444,7 +444,7 @@ class CenterCropResize(Transform):
             anti_aliasing_sigma=self.anti_aliasing_sigma,
             dtype=self.dtype,
         )
-        return resizer(img)
+        return resizer(img)  # type: ignore[arg-type]  # MONAI's transforms take arrays too; annotated Tensor
 
     def __call__(
         self, img: NdarrayOrTensor, mode: str | None = None, align_corners: bool | None = None
@@ -464,7 +464,7 @@ class CenterCropResize(Transform):
         """
         if img.ndim not in (2, 3, 4):
             raise ValueError(f"CenterCropResize expects a channel-first 1D-3D image, got shape {tuple(img.shape)}.")
-        cropped = CenterSpatialCrop(roi_size=self.crop_size(img.shape[1:]))(img)
+        cropped = CenterSpatialCrop(roi_size=self.crop_size(img.shape[1:]))(img)  # type: ignore[arg-type]  # as above
         return _like_input(self.resize(cropped, mode=mode, align_corners=align_corners), img)
 
 
@@ -580,5 +580,5 @@ class RandCropResize(RandomizableTransform):
             raise ValueError(
                 f"The random crop was drawn for spatial shape {self._spatial_shape}, got an image of {spatial_shape}."
             )
-        cropped = SpatialCrop(roi_start=self._roi_start, roi_end=self._roi_end)(img)
+        cropped = SpatialCrop(roi_start=self._roi_start, roi_end=self._roi_end)(img)  # type: ignore[arg-type]  # as above
         return _like_input(self.center.resize(cropped, mode=mode, align_corners=align_corners), img)

@@ -102,7 +102,7 @@ class VolumeToSlicesd(MapTransform, MultiSampleTrait):
             return None
         return self.slicer.foreground_report(data[keys[0]])
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:  # type: ignore[override]
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
         """Slice the selected entries of ``data``.
 
         Args:
