@@ -1,7 +1,8 @@
 """The cxr_cfg default recipe vs a plain CFG-DDPM recipe at the same CPU budget, on PneumoniaMNIST, side by side.
 
 Both recipes are the bundle's own ``train.json`` with overrides, trained for the same wall-clock budget
-(``max_train_minutes``, default 25) on the same data, then scored the same way:
+(``max_train_minutes``, default 25) on the same data, then scored the same way (every other config is an overlay,
+run stacked on the bundle's ``train.json`` as in its docs):
 
 1. ``train_expert.json``: a ResNet-18 on the real training split (features for FID/KID, expert accuracy).
 2. ``train.json`` per recipe, stopped by the time budget (``max_epochs`` of each recipe is sized so that its
@@ -28,6 +29,9 @@ Usage::
 
     python benchmarks/bench_cxr_recipe.py --output-dir runs/cxr_recipe
     python benchmarks/bench_cxr_recipe.py --recipes default --budget-minutes 5     # a quicker look at one recipe
+    python benchmarks/bench_cxr_recipe.py --quick --output-dir /tmp/cxr_recipe    # pipeline check, a few minutes
+
+The data are PneumoniaMNIST of ``../shared/data`` (``--dataset-dir`` for another copy).
 """
 
 from __future__ import annotations
@@ -35,17 +39,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import run_bundle, shared_data
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "cxr_cfg" / "configs"
-NPZ = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+BUNDLE = "cxr_cfg"
+NPZ = "pneumoniamnist/pneumoniamnist.npz"  # in ../shared/data
 CLASS_NAMES = ["normal", "pneumonia"]
 
 # The plain recipe of the issue: MONAI DiffusionModelUNet (32, 64, 64) with class embeddings, condition dropout 0.1,
@@ -74,21 +76,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def _bundle(config: str, log: Path, **overrides: Any) -> float:
-    """Run one bundle config in a subprocess (its log appended to ``log``); return the wall time in seconds."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config)]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", repr(value) if isinstance(value, (bool, list)) or value is None else str(value)]
-    start = time.perf_counter()
-    with open(log, "a") as f:
-        f.write(" ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{config} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
-
-
 def _train_summary(run_dir: Path) -> dict[str, Any]:
     rows = list(csv.DictReader(open(run_dir / "train_log.csv")))
     ckpt = torch.load(run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -108,7 +95,7 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
     from medsyn_monai.apps.generation import DiffusionSampler
     from medsyn_monai.inferers import ConditionalDiffusionInferer
     from medsyn_monai.metrics import impulse_noise_rate
-    from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet
+    from medsyn_monai.networks.nets import network_from_config
     from medsyn_monai.utils import load_model_info
 
     class SkipFirstDDIM(DDIMScheduler):
@@ -119,8 +106,8 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
             self.timesteps = self.timesteps[1:]
 
     info = load_model_info(run_dir / "models")
-    schedule = {"num_train_timesteps": info["num_train_timesteps"], "schedule": info["beta_schedule"],
-                "prediction_type": info["prediction_type"]}  # fmt: skip
+    schedule = info["scheduler"]  # num_train_timesteps, schedule, prediction_type
+    image_shape = (info["in_channels"], info["image_size"], info["image_size"])
     rows = [
         {
             "variant": "real test images (floor)",
@@ -139,14 +126,10 @@ def _diagnose(run_dir: Path, real_test: torch.Tensor, per_class: int, seed: int)
     ]
     rows.append(_first_step_x0(run_dir, info, seed))
     for name, key, scheduler, steps, w, n in variants:
-        network = ClassConditionedDiffusionUNet(
-            architecture=info["architecture"], class_conditioning=info["class_conditioning"],
-            num_classes=info["num_classes"], cross_attention_dim=info["cross_attention_dim"],
-            network_kwargs=info["network_kwargs"],
-        )  # fmt: skip
         inferer = ConditionalDiffusionInferer(scheduler, null_class_label=info["null_class_label"])
-        sampler = DiffusionSampler(network, inferer, scheduler, run_dir / "models" / "checkpoint.pt",
-                                   run_dir / "diagnosis", num_samples=2 * n, image_shape=(1, 28, 28), batch_size=128,
+        sampler = DiffusionSampler(network_from_config(info["network"]), inferer, scheduler,
+                                   run_dir / "models" / "checkpoint.pt", run_dir / "diagnosis", num_samples=2 * n,
+                                   image_shape=image_shape, batch_size=128,
                                    num_inference_steps=steps, class_names=info["class_names"], guidance_scale=w,
                                    seed=seed, ckpt_key=key, save_png=False, save_nifti=False,
                                    verbose=False)  # fmt: skip
@@ -167,19 +150,15 @@ def _first_step_x0(run_dir: Path, info: dict[str, Any], seed: int, n: int = 64) 
     from monai.networks.schedulers import DDIMScheduler
 
     from medsyn_monai.inferers import ConditionalDiffusionInferer
-    from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet
+    from medsyn_monai.networks.nets import network_from_config
 
-    network = ClassConditionedDiffusionUNet(
-        architecture=info["architecture"], class_conditioning=info["class_conditioning"],
-        num_classes=info["num_classes"], cross_attention_dim=info["cross_attention_dim"],
-        network_kwargs=info["network_kwargs"],
-    ).eval()  # fmt: skip
+    network = network_from_config(info["network"]).eval()
     network.load_state_dict(torch.load(run_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
-    scheduler = DDIMScheduler(info["num_train_timesteps"], schedule=info["beta_schedule"],
-                              prediction_type=info["prediction_type"], clip_sample=False)  # fmt: skip
+    scheduler = DDIMScheduler(**info["scheduler"], clip_sample=False)
     inferer = ConditionalDiffusionInferer(scheduler, null_class_label=info["null_class_label"])
-    noise = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
-    t = info["num_train_timesteps"] - 1
+    size = info["image_size"]
+    noise = torch.randn(n, info["in_channels"], size, size, generator=torch.Generator().manual_seed(seed))
+    t = info["scheduler"]["num_train_timesteps"] - 1
     labels = torch.arange(n) % info["num_classes"]
     with torch.no_grad():
         out = inferer.guided_prediction(network, noise, torch.full((n,), t), None, labels, 2.0)
@@ -201,7 +180,8 @@ def _real_test(npz: Path) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset-dir", type=Path, default=NPZ, help="PneumoniaMNIST .npz")
+    parser.add_argument("--dataset-dir", type=Path, default=None, help=f"PneumoniaMNIST .npz (default: {NPZ} "
+                        "of ../shared/data)")  # fmt: skip
     parser.add_argument("--output-dir", type=Path, default=Path("runs/cxr_recipe"))
     parser.add_argument("--recipes", nargs="+", default=["plain", "default"], choices=sorted(RECIPES))
     parser.add_argument("--budget-minutes", type=float, default=25.0)
@@ -219,26 +199,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="pipeline check only: tiny budgets, sample counts and no torch.compile")  # fmt: skip
     args = parser.parse_args()
+    args.dataset_dir = shared_data(args.dataset_dir, NPZ)
     eval_sizes = {"num_samples": 400, "num_seeds": 3, "samples_per_class": 50}
     quick_train: dict[str, Any] = {}
     quick_classifier: dict[str, Any] = {}
+    quick_expert: dict[str, Any] = {}
     if args.quick:
         args.samples_per_class, args.classifier_seeds, args.sweep_samples_per_class = 8, 1, 4
         args.diagnosis_samples_per_class, args.confirm_seeds = 4, min(args.confirm_seeds, 2)
         eval_sizes = {"num_samples": 16, "num_seeds": 1, "samples_per_class": 4}
         quick_train = {"max_epochs": 1, "compile": False}
         quick_classifier = {"pretrain_epochs": 1, "finetune_epochs": 1, "real_epochs": 1}
-    if not args.dataset_dir.is_file():
-        raise SystemExit(f"PneumoniaMNIST not found at {args.dataset_dir}; pass --dataset-dir.")
+        quick_expert = {"max_epochs": 1}
 
     out = args.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "study.log"
-    data = {"dataset_dir": args.dataset_dir.resolve(), "class_names": CLASS_NAMES, "seed": args.seed}
+    data = {"dataset_dir": args.dataset_dir, "class_names": CLASS_NAMES, "seed": args.seed}
     expert_dir = out / "expert"
     expert_ckpt = expert_dir / "models" / "expert" / "best_model.pt"
     if not expert_ckpt.is_file():
-        t = _bundle("train_expert.json", log, **data, output_dir=expert_dir)
+        t = run_bundle(BUNDLE, "train_expert", log, **data, output_dir=expert_dir, **quick_expert)
         print(f"expert trained in {t:.0f} s", flush=True)
     expert_test = json.loads((expert_dir / "eval" / "expert" / "test_metrics.json").read_text())
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
@@ -249,10 +230,10 @@ def main() -> None:
                     test_split: str = "test") -> dict[str, Any]:  # fmt: skip
         """evaluate_pretraining.json (last epoch, no selection on real data) into eval_dir, unless done; its metrics."""
         if not (eval_dir / "metrics.json").is_file():
-            _bundle("evaluate_pretraining.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
-                    eval_dir=eval_dir, guidance_scale=w, samples_per_class=args.samples_per_class, num_seeds=seeds,
-                    real_fractions=fractions, seed=args.seed, test_split=test_split, select_on_val=False,
-                    **quick_classifier)  # fmt: skip
+            run_bundle(BUNDLE, "evaluate_pretraining", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
+                       eval_dir=eval_dir, guidance_scale=w, samples_per_class=args.samples_per_class,
+                       num_seeds=seeds, real_fractions=fractions, seed=args.seed, test_split=test_split,
+                       select_on_val=False, **quick_classifier)  # fmt: skip
         return json.loads((eval_dir / "metrics.json").read_text())
 
     for name in args.recipes:
@@ -260,8 +241,8 @@ def main() -> None:
         run_dir = out / name
         r: dict[str, Any] = {"overrides": recipe["train"]}
         if not (run_dir / "models" / "model.pt").is_file():
-            t = _bundle("train.json", log, **data, output_dir=run_dir, sample_interval=0,
-                        max_train_minutes=args.budget_minutes, **{**recipe["train"], **quick_train})  # fmt: skip
+            t = run_bundle(BUNDLE, "train", log, **data, output_dir=run_dir, sample_interval=0,
+                           max_train_minutes=args.budget_minutes, **{**recipe["train"], **quick_train})  # fmt: skip
             print(f"{name}: training command took {t:.0f} s", flush=True)
         r["training"] = _train_summary(run_dir)
         print(name, json.dumps(r["training"]), flush=True)
@@ -278,10 +259,11 @@ def main() -> None:
 
         test_dir = run_dir / "eval" / "test"  # the final figures (FID, SSIM, noise, guidance sweep) on test
         if not (test_dir / "metrics.json").is_file():
-            _bundle("evaluate.json", log, dataset_dir=data["dataset_dir"], output_dir=run_dir, expert_ckpt=expert_ckpt,
-                    eval_dir=test_dir, reference_split="test", guidance_scale=w, **eval_sizes,
-                    guidance_scales=args.guidance_scales, sweep_samples_per_class=args.sweep_samples_per_class,
-                    ood_dir=REPO / "data" / "cells_demo", seed=args.seed)  # fmt: skip
+            run_bundle(BUNDLE, "evaluate", log, dataset_dir=data["dataset_dir"], output_dir=run_dir,
+                       expert_ckpt=expert_ckpt, eval_dir=test_dir, reference_split="test", guidance_scale=w,
+                       **eval_sizes, guidance_scales=args.guidance_scales,
+                       sweep_samples_per_class=args.sweep_samples_per_class, ood_dir=out / "cells_demo",
+                       ood_demo_dir=out / "cells_demo", seed=args.seed)  # fmt: skip
         test = json.loads((test_dir / "metrics.json").read_text())
         r["test_sweep"] = {w_: {"fid": test.get(f"fid_w{w_:g}"), "generation_accuracy":
                                 test.get(f"generation_accuracy_w{w_:g}")} for w_ in args.guidance_scales}  # fmt: skip

@@ -1,7 +1,8 @@
 """Feature-aligned diffusion vs the baseline at the same budget: generation accuracy along training, side by side.
 
-Runs the real configs of ``bundles/histo_feature_aligned`` through ``monai.bundle`` on one class-folder data set
-(by default the 6-class MedNIST of ``../shared/data/mednist64``, unzipped into the output folder):
+Runs the real configs of ``bundles/histo_feature_aligned`` through ``monai.bundle`` (the overlays stacked on its
+``train.json``, as in its docs) on one class-folder data set (by default the 6-class MedNIST of
+``../shared/data/mednist64``, unzipped into ``--data-dir``, outside the repository):
 
 1. ``train_expert.json`` twice: the **alignment expert** (the frozen classifier whose features of the noisy input the
    U-Net is aligned to) and a separate **evaluation expert** (other architecture, other seed). Generation accuracy is
@@ -22,6 +23,7 @@ Usage::
 
     python benchmarks/bench_feature_alignment.py --output-dir /tmp/alignment_study            # MedNIST, 32 px
     python benchmarks/bench_feature_alignment.py --dataset-dir /data/crc_tiles --image-size 64 --stages 10 20 40
+    python benchmarks/bench_feature_alignment.py --quick --output-dir /tmp/alignment_quick   # pipeline check
 """
 
 from __future__ import annotations
@@ -29,16 +31,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 import tempfile
-import time
-import zipfile
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundles" / "histo_feature_aligned" / "configs"
-MEDNIST_ZIP = REPO.parent / "shared" / "data" / "mednist64" / "MedNIST_64x64_500.zip"
+from _common import mednist, run_bundle
+
+BUNDLE = "histo_feature_aligned"
 
 CONDITIONS: dict[str, dict[str, object]] = {
     "baseline": {"feature_alignment": False},
@@ -54,29 +53,10 @@ CONDITIONS: dict[str, dict[str, object]] = {
 }
 
 
-def _bundle(config: str, log: Path, **overrides: object) -> float:
-    """Run one bundle config in a subprocess (its log to ``log``); return the wall time in seconds."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / config)]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", repr(value) if isinstance(value, (bool, list)) else str(value)]
-    start = time.perf_counter()
-    with open(log, "a") as f:
-        f.write(" ".join(cmd) + "\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{config} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
-
-
-def _mednist(data_dir: Path) -> Path:
-    if not MEDNIST_ZIP.is_file():
-        raise SystemExit(f"MedNIST not found at {MEDNIST_ZIP}; pass --dataset-dir with class folders instead.")
-    target = data_dir / "mednist64"  # outside the repository: the shared data are never copied into the project
-    if not target.is_dir():
-        with zipfile.ZipFile(MEDNIST_ZIP) as z:
-            z.extractall(target)
-    return target
+#: ``--quick``: a pipeline check (one short stage, tiny sample counts, few sampling steps; the figures mean nothing)
+QUICK_ARGS: dict[str, Any] = {"image_size": 16, "stages": [1], "expert_epochs": 1, "num_seeds": 1,
+                              "samples_per_class": 2, "num_samples": 12}  # fmt: skip
+QUICK_OVERRIDES: dict[str, Any] = {"num_inference_steps": 5, "cpu_bf16": False, "expert_input_size": 32}
 
 
 def main() -> None:
@@ -85,6 +65,7 @@ def main() -> None:
     parser.add_argument("--output-dir", type=Path, default=Path("runs/alignment_study"))
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "medsyn_monai_data",
                         help="where MedNIST is unzipped (outside the repository)")  # fmt: skip
+    parser.add_argument("--mednist-zip", type=Path, default=None, help="MedNIST archive (default: ../shared/data)")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--stages", type=int, nargs="+", default=[4, 8, 16], help="epochs at which to evaluate")
     parser.add_argument("--conditions", nargs="+", default=["baseline", "aligned_noisy", "aligned_clean"])
@@ -95,24 +76,28 @@ def main() -> None:
     parser.add_argument("--eval-expert", default="densenet121")
     parser.add_argument("--expert-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="pipeline check: one epoch, 16 px, tiny counts")
     args = parser.parse_args()
+    quick = QUICK_OVERRIDES if args.quick else {}
+    if args.quick:
+        vars(args).update(QUICK_ARGS)
     unknown = sorted(set(args.conditions) - set(CONDITIONS))
     if unknown:
         raise SystemExit(f"unknown condition(s) {unknown}; choose from {sorted(CONDITIONS)}")
 
     out = args.output_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data = (args.dataset_dir or _mednist(args.data_dir)).resolve()
+    data = (args.dataset_dir or mednist(args.data_dir, archive=args.mednist_zip)).resolve()
     log = out / "study.log"
-    common = {"dataset_dir": data, "image_size": args.image_size, "seed": args.seed}
+    common = {"dataset_dir": data, "image_size": args.image_size, "seed": args.seed, **quick}
     experts = {"align": (args.align_expert, args.seed), "eval": (args.eval_expert, args.seed + 1)}
     expert_ckpt = {}
     for role, (name, seed) in experts.items():
         folder = out / f"expert_{role}"
         expert_ckpt[role] = folder / "models" / "expert" / "best_model.pt"
         if not expert_ckpt[role].is_file():
-            t = _bundle("train_expert.json", log, **{**common, "seed": seed}, output_dir=folder,
-                        expert_network=name, max_epochs=args.expert_epochs)  # fmt: skip
+            t = run_bundle(BUNDLE, "train_expert", log, **{**common, "seed": seed}, output_dir=folder,
+                           expert_network=name, max_epochs=args.expert_epochs)  # fmt: skip
             print(f"expert {role} ({name}) trained in {t:.0f} s", flush=True)
 
     rows = []
@@ -126,7 +111,7 @@ def main() -> None:
         if not all((models / f"model_epoch_{s:04d}.pt").is_file() for s in stages):
             overrides = {**common, **CONDITIONS[cond], "output_dir": run_dir, "max_epochs": stages[-1]}
             overrides |= {"expert_ckpt": expert_ckpt["align"], "sample_interval": 0, "snapshot_epochs": stages}
-            train_time = _bundle("train.json", log, **overrides)
+            train_time = run_bundle(BUNDLE, "train", log, **overrides)
             print(f"{cond}: trained {stages[-1]} epochs in {train_time:.0f} s", flush=True)
         for stage in stages:
             judges = {"eval": expert_ckpt["eval"]}
@@ -136,10 +121,11 @@ def main() -> None:
                 eval_dir = run_dir / "eval" / (f"epoch_{stage:03d}" + ("" if judge == "eval" else "_align_expert"))
                 metrics_path = eval_dir / "metrics.json"
                 if not metrics_path.is_file():
-                    t = _bundle("evaluate.json", log, dataset_dir=data, output_dir=run_dir, expert_ckpt=ckpt,
-                                ckpt_path=models / f"model_epoch_{stage:04d}.pt", eval_dir=eval_dir,
-                                num_seeds=args.num_seeds, samples_per_class=args.samples_per_class,
-                                num_samples=args.num_samples, reference_split="val", seed=args.seed)  # fmt: skip
+                    t = run_bundle(BUNDLE, "evaluate", log, dataset_dir=data, output_dir=run_dir, expert_ckpt=ckpt,
+                                   ckpt_path=models / f"model_epoch_{stage:04d}.pt", eval_dir=eval_dir,
+                                   num_seeds=args.num_seeds, samples_per_class=args.samples_per_class,
+                                   num_samples=args.num_samples, reference_split="val", seed=args.seed,
+                                   **quick)  # fmt: skip
                     print(f"{cond} epoch {stage} ({judge} expert): evaluated in {t:.0f} s", flush=True)
                 m = json.loads(metrics_path.read_text())
                 rows.append({"condition": cond, "epoch": stage, "judge": judge, **{

@@ -26,25 +26,14 @@ from medsyn_monai.networks.nets import LightweightDiffusionUNet
 
 
 def networks(num_classes: int | None) -> dict[str, torch.nn.Module]:
+    """The compared networks (grey 2D images; ``num_classes`` class embeddings, ``None``: unconditional)."""
+    monai = dict(spatial_dims=2, in_channels=1, out_channels=1, num_res_blocks=1, num_class_embeds=num_classes)
     return {
         "MONAI DiffusionModelUNet (32,64,64), attn (F,T,T), 1 res block [reference]": DiffusionModelUNet(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=(32, 64, 64),
-            attention_levels=(False, True, True),
-            num_res_blocks=1,
-            num_head_channels=64,
-            num_class_embeds=num_classes,
+            **monai, channels=(32, 64, 64), attention_levels=(False, True, True), num_head_channels=64
         ),
         "MONAI DiffusionModelUNet (32,64,128), mid-block attention only, 1 res block": DiffusionModelUNet(
-            spatial_dims=2,
-            in_channels=1,
-            out_channels=1,
-            channels=(32, 64, 128),
-            attention_levels=(False, False, False),
-            num_res_blocks=1,
-            num_class_embeds=num_classes,
+            **monai, channels=(32, 64, 128), attention_levels=(False, False, False)
         ),
         "LightweightDiffusionUNet (32,64,128), 2 convs/level, injection all": LightweightDiffusionUNet(
             channels=(32, 64, 128), num_class_embeds=num_classes

@@ -12,27 +12,28 @@ Usage::
 
     python benchmarks/bench_prediction_type.py                       # demo data, 32 px, 60 epochs each
     python benchmarks/bench_prediction_type.py --image-size 64 --epochs 100 --dataset-dir data/ct_demo
+    python benchmarks/bench_prediction_type.py --epochs 1 --image-size 16 --num-samples 4 --output-dir /tmp/pred
+
+Each training run's log is ``<output-dir>/train.log``; the models are ``<output-dir>/<prediction type>/models``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _common import config_files, run_bundle
 from monai.bundle import ConfigParser
-from monai.bundle import run as bundle_run
-from monai.networks.schedulers import DDIMScheduler
 
 from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.inferers import ConditionalDiffusionInferer
-from medsyn_monai.networks.nets import LightweightDiffusionUNet
+from medsyn_monai.networks.nets import network_from_config
+from medsyn_monai.networks.schedulers import sampling_scheduler
+from medsyn_monai.utils import load_model_info
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "bundles" / "ct_lightweight" / "configs" / "train.json"
+BUNDLE = "ct_lightweight"
 
 
 def _stats(x: torch.Tensor, border: int) -> dict[str, float]:
@@ -53,26 +54,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--num-samples", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: a new temporary folder")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench_pred_"))
+    work = args.output_dir.resolve() if args.output_dir else Path(tempfile.mkdtemp(prefix="bench_pred_"))
+    work.mkdir(parents=True, exist_ok=True)
     dataset_dir = args.dataset_dir or str(create_demo("ct", work / "demo"))
 
     cfg = ConfigParser()
-    cfg.read_config(str(TRAIN))
+    cfg.read_config(config_files(BUNDLE, "train"))
     cfg.update({"dataset_dir": dataset_dir, "output_dir": str(work / "data_probe"), "image_size": args.image_size})
     data = cfg.get_parsed_content("train#dataset").images
     border = max(1, args.image_size // 16)
     rows = [{"model": "training data", "iterations": "", "train_s": "", **_stats(data, border), "hist_l1": 0.0}]
     for pred in ("epsilon", "v_prediction"):
         out = work / pred
-        t0 = time.perf_counter()
-        bundle_run(config_file=str(TRAIN), dataset_dir=dataset_dir, output_dir=str(out), max_epochs=args.epochs,
-                   image_size=args.image_size, prediction_type=pred, sample_interval=0, seed=args.seed)  # fmt: skip
-        seconds = time.perf_counter() - t0
-        info = json.loads((out / "models" / "model_info.json").read_text())
-        net = LightweightDiffusionUNet(channels=info["channels"], num_class_embeds=info["num_classes"])
-        net.load_state_dict(torch.load(out / "models" / "model.pt"))
-        sched = DDIMScheduler(info["num_train_timesteps"], schedule=info["beta_schedule"], prediction_type=pred)
+        seconds = run_bundle(BUNDLE, "train", work / "train.log", dataset_dir=dataset_dir, output_dir=out,
+                             max_epochs=args.epochs, image_size=args.image_size, prediction_type=pred,
+                             sample_interval=0, seed=args.seed)  # fmt: skip
+        info = load_model_info(out / "models")  # the network's arguments and the noise schedule of the run
+        net = network_from_config(info["network"])
+        net.load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True))
+        sched = sampling_scheduler("ddim", **info["scheduler"])
         sched.set_timesteps(50)
         g = torch.Generator().manual_seed(args.seed)
         noise = torch.randn(args.num_samples, 1, args.image_size, args.image_size, generator=g)

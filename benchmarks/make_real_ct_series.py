@@ -9,6 +9,11 @@ the bundles can be run on real CT pixel data stored the ways hospitals store it:
     python benchmarks/make_real_ct_series.py /tmp/real_ct
     python -m monai.bundle run --config_file bundles/ct_lightweight/configs/train.json \
         --dataset_dir /tmp/real_ct --output_dir runs/ct_real
+    python -m monai.bundle run --config_file bundles/ct_lightweight/configs/inference.json --output_dir runs/ct_real
+
+``train.json`` and ``inference.json`` stand alone. The cases carry no class labels, so the model is unconditional and
+the overlays stacked on ``train.json`` that need an expert classifier (``train_expert.json``, then ``evaluate.json``)
+have nothing to learn from here.
 
 File names are shuffled relative to slice order (readers must sort by ImagePositionPatient). The output goes outside
 the project: never commit the shared data.
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from _common import shared_data
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
@@ -33,7 +39,6 @@ from pydicom.uid import (
     generate_uid,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct"
 SYNTAXES = {
     "uncompressed": ExplicitVRLittleEndian,
     "rle": RLELossless,
@@ -69,14 +74,14 @@ def _slice_dataset(pixels: np.ndarray, case: str, index: int, study_uid: str, se
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="folder to create (must not exist or be empty)")
+    parser.add_argument("--ct-dir", type=Path, default=None,
+                        help="folder with stent.npz and dicom_file01.dcm (default: ct/ of ../shared/data)")  # fmt: skip
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"{SHARED} is absent: this script needs the project's shared real data", file=sys.stderr)
-        return 1
+    shared = shared_data(args.ct_dir, "ct", option="--ct-dir")
     if args.output.exists() and any(args.output.iterdir()):
         print(f"{args.output} is not empty", file=sys.stderr)
         return 1
-    volume = np.load(SHARED / "stent.npz")["arr_0"]  # (z, y, x), HU clipped at 0
+    volume = np.load(shared / "stent.npz")["arr_0"]  # (z, y, x), HU clipped at 0
     rng = np.random.default_rng(0)
     study = generate_uid(entropy_srcs=["stent-study"])
     for block, (name, syntax) in enumerate(SYNTAXES.items()):
@@ -93,7 +98,7 @@ def main() -> int:
         print(f"wrote {folder} (64 slices, {syntax.name})")
     single = args.output / "catphan_single_slice"
     single.mkdir()
-    shutil.copy(SHARED / "dicom_file01.dcm", single / "IM0001.dcm")
+    shutil.copy(shared / "dicom_file01.dcm", single / "IM0001.dcm")
     print(f"wrote {single} (the real 512 x 512 CT slice)")
     # check: everything decodes
     for f in sorted(args.output.rglob("*.dcm")):

@@ -65,4 +65,4 @@ def dataset_labels(data: Dataset | Sequence) -> torch.Tensor:
     parts = getattr(data, "datasets", None)
     if parts is not None:
         return torch.cat([dataset_labels(d) for d in parts])
-    return torch.as_tensor([int(torch.as_tensor(data[i]["label"])) for i in range(len(data))])  # type: ignore[arg-type]
+    return torch.as_tensor([int(torch.as_tensor(data[i]["label"])) for i in range(len(data))], dtype=torch.long)  # type: ignore[arg-type]

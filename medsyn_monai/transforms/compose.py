@@ -39,3 +39,16 @@ class OptionalCompose(Compose):
         if not self.enabled:
             return input_
         return super().__call__(input_, start=start, end=end, threading=threading, lazy=lazy)
+
+    def flatten(self) -> Compose:
+        """Nested plain ``Compose`` objects inlined; a disabled one stays disabled."""
+        flat = super().flatten()
+        if self.enabled:
+            return flat
+        return OptionalCompose(flat.transforms, enabled=False, map_items=self.map_items, unpack_items=self.unpack_items)
+
+    def inverse(self, data: Any) -> Any:
+        """Undo the transforms; when disabled nothing was applied, so ``data`` is returned unchanged."""
+        if not self.enabled:
+            return data
+        return super().inverse(data)

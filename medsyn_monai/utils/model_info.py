@@ -32,7 +32,7 @@ def load_model_info(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: with a hint to run the training config first.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or (not path.exists() and not path.suffix):  # a models/ folder, present or not
         path = path / MODEL_INFO_NAME
     elif path.suffix != ".json":
         path = path.parent / MODEL_INFO_NAME

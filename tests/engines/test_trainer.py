@@ -1,4 +1,5 @@
-"""DiffusionTrainer: the plain MONAI path and the extended objective (feature alignment, per-sample loss weights)."""
+"""DiffusionTrainer: the plain MONAI path (learning, gradient clipping, clear channel errors) and the extended objective
+(feature alignment, per-sample loss weights)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionTrainer
 from medsyn_monai.handlers import AtomicCheckpoint, TrainingStatsHandler
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
 from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
+from tests._helpers import noise_batches, tiny_unet
 
 
 class RecordingExpert(nn.Module):
@@ -34,11 +36,6 @@ class RecordingExpert(nn.Module):
     def features(self, x):
         self.seen.append(x.detach().clone())
         return self.norm(self.conv(x)).mean(dim=(2, 3))
-
-
-def _net(num_classes=None):
-    torch.manual_seed(0)
-    return LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4, num_class_embeds=num_classes)
 
 
 def _data(n_batches=4, batch=4, size=16):
@@ -58,8 +55,47 @@ def _outputs(trainer):
     return records
 
 
+def test_trainer_learns_and_clips(tmp_path):
+    net = tiny_unet(num_classes=2)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    stats = TrainingStatsHandler(opt, csv_path=tmp_path / "log.csv")
+    trainer = DiffusionTrainer("cpu", 8, noise_batches(labelled=True), net, opt, DDPMScheduler(100), label_key="label",
+                               max_grad_norm=0.5, train_handlers=[stats])  # fmt: skip
+    norms = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: norms.append(e.state.grad_norm))
+    trainer.run()
+    assert trainer.state.iteration == 32
+    losses = [row["mean_loss"] for row in stats.history]
+    assert losses[-1] < losses[0]
+    # clip_grad_norm_ returns the norm before clipping; after clipping each update's norm is at most 0.5
+    assert all(n > 0 for n in norms)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert len(rows) == 8 and float(rows[0]["images_per_second"]) > 0
+
+
+def test_grad_clipping_applied():
+    net = tiny_unet()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    trainer = DiffusionTrainer("cpu", 1, noise_batches(1), net, opt, DDPMScheduler(100), max_grad_norm=1e-3)
+    total = {}
+
+    def after(engine):
+        total["norm"] = torch.norm(torch.stack([p.grad.norm() for p in net.parameters() if p.grad is not None]))
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, after)
+    trainer.run()
+    assert total["norm"] <= 1e-3 * 1.01
+
+
+def test_channel_mismatch_is_clear():
+    net = LightweightDiffusionUNet(in_channels=3, out_channels=3, channels=(8, 16), norm_num_groups=4)
+    trainer = DiffusionTrainer("cpu", 1, noise_batches(1), net, torch.optim.Adam(net.parameters()), DDPMScheduler(10))
+    with pytest.raises(ValueError, match="1 channel.*expects 3.*--in_channels 1"):
+        trainer.run()
+
+
 def test_default_path_is_monai():
-    net = _net()
+    net = tiny_unet()
     loss = DiffusionLoss()
     trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(net.parameters(), 0.1), DDPMScheduler(100),
                                loss_function=loss)  # fmt: skip
@@ -70,7 +106,7 @@ def test_default_path_is_monai():
 
 
 def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
-    net = _net(num_classes=3)
+    net = tiny_unet(num_classes=3)
     torch.manual_seed(1)
     expert = ExpertClassifier("resnet18", in_channels=1, num_classes=2, image_size=16)
     expert.train()  # the loss must put (and keep) it in eval mode
@@ -129,7 +165,7 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("expert_input", ["noisy", "clean"])
 def test_expert_sees_noisy_or_clean_images(expert_input):
-    net, expert = _net(), RecordingExpert()
+    net, expert = tiny_unet(), RecordingExpert()
     align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
     net_inputs = []
     net.register_forward_pre_hook(lambda m, args, kwargs: net_inputs.append(kwargs["x"].clone()), with_kwargs=True)
@@ -145,7 +181,7 @@ def test_expert_sees_noisy_or_clean_images(expert_input):
 
 
 def test_clipping_includes_projection():
-    net = _net()
+    net = tiny_unet()
     align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
     params = list(net.parameters()) + list(align.parameters())
     trainer = DiffusionTrainer("cpu", 1, _data(2), net, torch.optim.SGD(params, 0.01), DDPMScheduler(100),
@@ -183,7 +219,7 @@ def _one_step(net, batch, **kwargs):
 
 @pytest.mark.parametrize("normalize, weights", [(True, [1.0, 1.0, 0.0, 0.0]), (False, [2.0, 2.0, 0.0, 0.0])])
 def test_zero_sample_weights_equal_training_on_the_rest(normalize, weights):
-    base = _net()
+    base = tiny_unet()
     torch.nn.init.normal_(base.out_conv.weight, std=0.1)  # non-zero output: every layer gets gradients
     images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
     full = {"image": images, "w": torch.tensor(weights)}
@@ -203,20 +239,20 @@ def test_zero_sample_weights_equal_training_on_the_rest(normalize, weights):
 def test_sample_weight_errors():
     images = torch.rand(4, 1, 16, 16)
     with pytest.raises(ValueError, match="no 'w' entry"):
-        _one_step(_net(), {"image": images}, sample_weight_key="w")
+        _one_step(tiny_unet(), {"image": images}, sample_weight_key="w")
     with pytest.raises(ValueError, match="finite and >= 0"):
-        _one_step(_net(), {"image": images, "w": torch.tensor([1.0, -1.0, 1.0, 1.0])}, sample_weight_key="w")
+        _one_step(tiny_unet(), {"image": images, "w": torch.tensor([1.0, -1.0, 1.0, 1.0])}, sample_weight_key="w")
     with pytest.raises(ValueError, match="4 sample weights for a batch of"):
-        _one_step(_net(), {"image": images[:2], "w": torch.ones(4)}, sample_weight_key="w")
+        _one_step(tiny_unet(), {"image": images[:2], "w": torch.ones(4)}, sample_weight_key="w")
     with pytest.raises(ValueError, match="one value per sample"):
-        _one_step(_net(), {"image": images, "w": torch.ones(4)}, sample_weight_key="w",
+        _one_step(tiny_unet(), {"image": images, "w": torch.ones(4)}, sample_weight_key="w",
                   loss_function=torch.nn.MSELoss())  # fmt: skip
     with pytest.raises(ValueError, match="noise_loss_weight"):
-        DiffusionTrainer("cpu", 1, [], _net(), None, DDPMScheduler(10), noise_loss_weight=-1.0)
+        DiffusionTrainer("cpu", 1, [], tiny_unet(), None, DDPMScheduler(10), noise_loss_weight=-1.0)
 
 
 def test_alignment_part_errors():
-    net = _net()
+    net = tiny_unet()
     opt = torch.optim.SGD(net.parameters(), 0.1)
     expert = FeatureExtractor(RecordingExpert(feature_dim=6))
     with pytest.raises(ValueError, match="needs alignment_expert"):

@@ -64,7 +64,7 @@ class ExpertTraining:
         info: further ``model_info.json`` entries (e.g. ``bundle``, ``image_size``, ``ct_window``).
 
     Raises:
-        ValueError: fewer than 2 classes, or labels missing from the data.
+        ValueError: fewer than 2 classes, or (with ``class_weighted``) a class without training images.
     """
 
     def __init__(
@@ -108,10 +108,12 @@ class ExpertTraining:
     def _loader(self, data: Dataset, shuffle: bool = False) -> DataLoader:
         return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 
-    def _evaluator(self, data: Dataset, prefix: str, handlers: Sequence | None = None) -> ClassificationEvaluator:
+    def _evaluator(
+        self, data: Dataset, prefix: str, handlers: Sequence | None = None, write: bool = True
+    ) -> ClassificationEvaluator:
         return ClassificationEvaluator(self.device, self._loader(data), self.network, len(self.class_names),
-                                       class_names=self.class_names, output_dir=self.eval_dir, prefix=prefix,
-                                       val_handlers=handlers)  # fmt: skip
+                                       class_names=self.class_names, output_dir=self.eval_dir if write else None,
+                                       prefix=prefix, val_handlers=handlers)  # fmt: skip
 
     def run(self) -> dict[str, Any]:
         """Train, keep the best validation epoch, test it; return the test classification report."""
@@ -121,7 +123,8 @@ class ExpertTraining:
                                             "num_classes": num_classes, "class_names": self.class_names})  # fmt: skip
         best = BestCheckpointHandler(self.models_dir, self.network)
         stats = StatsHandler(iteration_log=False, name="medsyn_monai.expert")
-        validator = self._evaluator(self.val_data, "val_", [best, stats])
+        # per-epoch validation only selects the best epoch; its report is written once, for the restored weights
+        validator = self._evaluator(self.val_data, "val_", [best, stats], write=False)
         writer = SummaryWriter(str(self.tensorboard_dir)) if self.tensorboard_dir is not None else None
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.learning_rate)
         handlers = [
@@ -147,8 +150,10 @@ class ExpertTraining:
             if writer is not None:
                 writer.close()
         best.restore()
+        best_epoch = best.best_epoch if best.best_epoch is not None else self.max_epochs
+        self._evaluator(self.val_data, "val_").run(best_epoch)  # val_metrics.json of the best epoch
         tester = self._evaluator(self.test_data, "test_")
-        tester.run()
+        tester.run(best_epoch)
         assert tester.report is not None
         self.logger.info(
             f"expert test accuracy {tester.report['accuracy']:.3f}, balanced accuracy "

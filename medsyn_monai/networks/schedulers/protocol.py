@@ -16,7 +16,9 @@ class SamplingScheduler(Protocol):
     ``RFlowScheduler`` fit it, and so must every scheduler the inferers, samplers and sample grids are given.
 
     ``set_timesteps(n)`` chooses ``n`` sampling steps (``timesteps``, from noisy to clean) and
-    ``step(model_output, timestep, sample)`` returns ``(previous sample, predicted clean sample)``.
+    ``step(model_output, timestep, sample)`` returns the previous sample first, then what the scheduler adds (the
+    predicted clean sample for DDPM, DDIM and RFlow; ``None`` for PNDM). ``RFlowScheduler`` has ``timesteps`` only
+    once ``set_timesteps`` has run, so ``isinstance(..., SamplingScheduler)`` holds for it from then on.
     """
 
     num_train_timesteps: int
@@ -24,6 +26,6 @@ class SamplingScheduler(Protocol):
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None: ...
 
-    #: ``step(model_output, timestep, sample, ...)``: ``(previous sample, predicted clean sample)``; schedulers take
-    #: further arguments of their own (``generator`` for DDPM and DDIM, ``next_timestep`` for RFlow)
-    step: Callable[..., tuple[torch.Tensor, ...]]
+    #: ``step(model_output, timestep, sample, ...)``: ``(previous sample, clean sample or None)``; schedulers take more
+    #: arguments of their own (``generator`` for DDPM and DDIM, ``next_timestep`` for RFlow)
+    step: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]

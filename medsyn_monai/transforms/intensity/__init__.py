@@ -2,51 +2,8 @@
 
 from __future__ import annotations
 
-from .array import CTWindow, InvertMonochrome1, RandCTWindow, RGBToGrey, ScaleToRange, XRayNormalize
-from .dictionary import (
-    CTWindowD,
-    CTWindowd,
-    CTWindowDict,
-    InvertMonochrome1D,
-    InvertMonochrome1d,
-    InvertMonochrome1Dict,
-    RandCTWindowD,
-    RandCTWindowd,
-    RandCTWindowDict,
-    RGBToGreyD,
-    RGBToGreyd,
-    RGBToGreyDict,
-    ScaleToRangeD,
-    ScaleToRanged,
-    ScaleToRangeDict,
-    XRayNormalizeD,
-    XRayNormalized,
-    XRayNormalizeDict,
-)
+from . import array, dictionary
+from .array import *  # noqa: F403
+from .dictionary import *  # noqa: F403
 
-__all__ = [
-    "CTWindow",
-    "RandCTWindow",
-    "InvertMonochrome1",
-    "XRayNormalize",
-    "RGBToGrey",
-    "ScaleToRange",
-    "CTWindowd",
-    "CTWindowD",
-    "CTWindowDict",
-    "RandCTWindowd",
-    "RandCTWindowD",
-    "RandCTWindowDict",
-    "InvertMonochrome1d",
-    "InvertMonochrome1D",
-    "InvertMonochrome1Dict",
-    "XRayNormalized",
-    "XRayNormalizeD",
-    "XRayNormalizeDict",
-    "RGBToGreyd",
-    "RGBToGreyD",
-    "RGBToGreyDict",
-    "ScaleToRanged",
-    "ScaleToRangeD",
-    "ScaleToRangeDict",
-]
+__all__ = [*array.__all__, *dictionary.__all__]

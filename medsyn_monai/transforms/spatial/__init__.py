@@ -2,30 +2,8 @@
 
 from __future__ import annotations
 
-from .array import CenterCropResize, RandCropResize, VolumeToSlices
-from .dictionary import (
-    CenterCropResizeD,
-    CenterCropResized,
-    CenterCropResizeDict,
-    RandCropResizeD,
-    RandCropResized,
-    RandCropResizeDict,
-    VolumeToSlicesD,
-    VolumeToSlicesd,
-    VolumeToSlicesDict,
-)
+from . import array, dictionary
+from .array import *  # noqa: F403
+from .dictionary import *  # noqa: F403
 
-__all__ = [
-    "VolumeToSlices",
-    "CenterCropResize",
-    "RandCropResize",
-    "VolumeToSlicesd",
-    "VolumeToSlicesD",
-    "VolumeToSlicesDict",
-    "CenterCropResized",
-    "CenterCropResizeD",
-    "CenterCropResizeDict",
-    "RandCropResized",
-    "RandCropResizeD",
-    "RandCropResizeDict",
-]
+__all__ = [*array.__all__, *dictionary.__all__]

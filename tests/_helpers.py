@@ -1,0 +1,30 @@
+"""Small building blocks shared by the tests of several sub-packages (engines, handlers, apps.generation).
+
+Test modules import them (``from tests._helpers import tiny_unet``); fixtures stay in :mod:`tests.conftest`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from medsyn_monai.networks.nets import LightweightDiffusionUNet
+
+
+def tiny_unet(num_classes: int | None = None) -> LightweightDiffusionUNet:
+    """A 2D LightweightDiffusionUNet for 1-channel images with levels of 8 and 16 channels, the same weights each call
+    (seeded); class-conditional with ``num_classes`` embeddings when given."""
+    torch.manual_seed(0)
+    return LightweightDiffusionUNet(channels=(8, 16), norm_num_groups=4, num_class_embeds=num_classes)
+
+
+def noise_batches(n_batches: int = 4, labelled: bool = False) -> list[dict[str, torch.Tensor]]:
+    """``n_batches`` batches of four 8x8 uniform-noise images in [-1, 1] (seeded), with random labels 0/1 when
+    ``labelled``."""
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(n_batches):
+        b = {"image": torch.rand(4, 1, 8, 8, generator=g) * 2 - 1}
+        if labelled:
+            b["label"] = torch.randint(0, 2, (4,), generator=g)
+        batches.append(b)
+    return batches

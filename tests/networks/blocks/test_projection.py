@@ -1,0 +1,42 @@
+"""feature_projection: linear or MLP heads, the default MLP width, and the errors for bad kinds and dimensions.
+
+Its use inside the alignment loss (``hidden_dim``, gradients) is tested in tests/losses/test_feature_alignment.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from medsyn_monai.networks.blocks import feature_projection
+from medsyn_monai.utils.enums import AlignmentProjection
+
+
+@pytest.mark.parametrize("in_dim, out_dim", [(12, 5), (5, 12)])
+def test_mlp_default_width_is_the_larger_dimension(in_dim, out_dim):
+    mlp = feature_projection(in_dim, out_dim, AlignmentProjection.MLP)
+    linears = [m for m in mlp if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(in_dim, 12), (12, 12), (12, out_dim)]
+    torch.manual_seed(0)
+    x = torch.randn(3, in_dim)
+    assert mlp(x).shape == (3, out_dim)
+    # SiLU between the layers: not an affine map (an affine f has f(x) + f(-x) == 2 f(0))
+    assert not torch.allclose(mlp(x) + mlp(-x), 2 * mlp(torch.zeros(1, in_dim)), atol=1e-4)
+
+
+def test_linear_is_one_layer_of_the_given_size():
+    for kind in ("linear", AlignmentProjection.LINEAR):
+        proj = feature_projection(7, 3, kind, hidden_dim=100)  # hidden_dim concerns the MLP only
+        assert type(proj) is nn.Linear and (proj.in_features, proj.out_features) == (7, 3) and proj.bias is not None
+    assert sum(p.numel() for p in feature_projection(7, 3).parameters()) == 7 * 3 + 3
+
+
+def test_errors_name_the_bad_value():
+    for kind in ("conv", "MLP", None):
+        with pytest.raises(ValueError, match=rf"^projection must be one of \['linear', 'mlp'\], got {kind!r}\.$"):
+            feature_projection(4, 4, kind)
+    for dims in [(0, 4, None), (4, -1, None), (4, 4, 0)]:
+        with pytest.raises(ValueError, match="feature dimensions must be positive") as info:
+            feature_projection(dims[0], dims[1], "mlp", hidden_dim=dims[2])
+        assert f"in {dims[0]}, out {dims[1]}, hidden {dims[2]}" in str(info.value)
