@@ -4,7 +4,7 @@ and a cached 2D slice dataset."""
 from __future__ import annotations
 
 from medsyn_monai.data.collection import ImageCollection
-from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 from medsyn_monai.data.dicom_reader import DicomSeriesReader
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
 from medsyn_monai.data.loader import LoadMedicalImage, LoadMedicalImaged
@@ -27,4 +27,5 @@ __all__ = [
     "ImageLabelDataset",
     "TensorPairDataset",
     "dataset_labels",
+    "dataset_length",
 ]

@@ -362,7 +362,8 @@ class ImageCollection:
             img = nibabel.load(str(path))
             if _name_suffix(path) == ".nii" and isinstance(img, nibabel.spatialimages.SpatialImage):
                 proxy = img.dataobj  # an uncompressed .nii file's data: nibabel's ArrayProxy, which knows its offset
-                expected = int(proxy.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize  # type: ignore[attr-defined]
+                assert isinstance(proxy, nibabel.arrayproxy.ArrayProxy)  # anything else: not a readable file
+                expected = int(proxy.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
                 size = os.path.getsize(path)
                 if size < expected:
                     return BadFileError(path, f"truncated: file has {size} bytes, expected {expected}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ImageLabelDataset", "TensorPairDataset", "dataset_labels"]
+__all__ = ["ImageLabelDataset", "TensorPairDataset", "dataset_labels", "dataset_length"]
 
 
 class ImageLabelDataset(Dataset):
@@ -29,7 +29,7 @@ class ImageLabelDataset(Dataset):
         self.data, self.transform = data, transform
 
     def __len__(self) -> int:
-        return len(self.data)  # type: ignore[arg-type]
+        return dataset_length(self.data, "data")
 
     @property
     def labels(self) -> torch.Tensor:
@@ -65,4 +65,28 @@ def dataset_labels(data: Dataset | Sequence) -> torch.Tensor:
     parts = getattr(data, "datasets", None)
     if parts is not None:
         return torch.cat([dataset_labels(d) for d in parts])
-    return torch.as_tensor([int(torch.as_tensor(data[i]["label"])) for i in range(len(data))], dtype=torch.long)  # type: ignore[arg-type]
+    return torch.as_tensor(
+        [int(torch.as_tensor(data[i]["label"])) for i in range(dataset_length(data, "data"))], dtype=torch.long
+    )
+
+
+def dataset_length(data: Dataset | Sequence, name: str = "dataset") -> int:
+    """The number of items of a map-style dataset or sequence.
+
+    ``torch.utils.data.Dataset`` does not declare ``__len__`` (an ``IterableDataset`` has no length), so code that
+    needs a length asks here and gets a clear error naming the argument instead of ``object has no len()``.
+
+    Args:
+        data: a dataset or sequence with ``__len__``.
+        name: the name of the argument, used in the error message.
+
+    Raises:
+        TypeError: when ``data`` has no ``__len__`` (e.g. an ``IterableDataset``).
+
+    Example:
+        >>> dataset_length([{"label": 0}, {"label": 1}], "train_data")
+        2
+    """
+    if not isinstance(data, Sized):
+        raise TypeError(f"{name} must have a length (a map-style Dataset or a Sequence), got {type(data).__name__}.")
+    return len(data)

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from medsyn_monai.data.datasets import dataset_length
 from medsyn_monai.utils.cli import as_bool
 
 __all__ = ["PRIOR_KEY", "PriorPreservationDataset", "prior_preservation_collate"]
@@ -135,16 +136,16 @@ class PriorPreservationDataset(Dataset):
     ) -> None:
         if not as_bool(with_prior_preservation, "with_prior_preservation"):
             class_data = None
-        if len(instance_data) == 0:  # type: ignore[arg-type]
+        if dataset_length(instance_data, "instance_data") == 0:
             raise ValueError("instance_data is empty: few-shot fine-tuning needs at least one instance image.")
-        if class_data is not None and len(class_data) == 0:  # type: ignore[arg-type]
+        if class_data is not None and dataset_length(class_data, "class_data") == 0:
             raise ValueError("class_data is empty: give prior images, or None for fine-tuning without prior loss.")
         if int(instance_label) < 0 or int(class_label) < 0:
             raise ValueError(f"labels must be non-negative class indices, got {instance_label}, {class_label}.")
         if prior_loss_weight < 0 or instance_loss_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got {instance_loss_weight}, {prior_loss_weight}.")
         if num_repeats is None:
-            num_repeats = max(1, -(-int(min_length) // len(instance_data)))  # type: ignore[arg-type]
+            num_repeats = max(1, -(-int(min_length) // dataset_length(instance_data, "instance_data")))
         if isinstance(num_repeats, bool) or int(num_repeats) != num_repeats or num_repeats < 1:
             raise ValueError(f"num_repeats must be an integer >= 1, got {num_repeats!r}.")
         if transform is not None and not callable(transform):
@@ -163,11 +164,11 @@ class PriorPreservationDataset(Dataset):
 
     @property
     def num_instance_images(self) -> int:
-        return len(self.instance_data)  # type: ignore[arg-type]
+        return dataset_length(self.instance_data, "instance_data")
 
     @property
     def num_class_images(self) -> int:
-        return 0 if self.class_data is None else len(self.class_data)  # type: ignore[arg-type]
+        return 0 if self.class_data is None else dataset_length(self.class_data, "class_data")
 
     @property
     def with_prior_preservation(self) -> bool:

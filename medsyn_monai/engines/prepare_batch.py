@@ -96,7 +96,9 @@ class DiffusionPrepareBatch(_MonaiDiffusionPrepareBatch):
             return labels
         device = labels.device if self.generator is None else "cpu"
         drop = torch.rand(labels.shape, generator=self.generator, device=device).to(labels.device) < self.cond_drop_prob
-        return torch.where(drop, torch.full_like(labels, int(self.null_class_label)), labels)  # type: ignore[arg-type]
+        null_class_label = self.null_class_label
+        assert null_class_label is not None  # the constructor requires it when cond_drop_prob > 0
+        return torch.where(drop, torch.full_like(labels, int(null_class_label)), labels)
 
     def __call__(
         self,

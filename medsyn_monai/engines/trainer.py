@@ -177,12 +177,10 @@ class DiffusionTrainer(SupervisedTrainer):
         self._per_sample_loss: Callable | None = None
         if sample_weight_key is not None:
             pixel = self.pixel_loss
-            per_sample = isinstance(pixel, DiffusionLoss) and pixel.reduction == "mean"
-            self._per_sample_loss = (
-                DiffusionLoss(pixel.loss_type, reduction="none")  # type: ignore[attr-defined]
-                if per_sample
-                else pixel
-            )
+            if isinstance(pixel, DiffusionLoss) and pixel.reduction == "mean":
+                self._per_sample_loss = DiffusionLoss(pixel.loss_type, reduction="none")
+            else:
+                self._per_sample_loss = pixel
         #: names of the loss terms written to ``engine.state.output`` besides ``"loss"``
         self.loss_components: list[str] = []
         if self.feature_alignment is not None or sample_weight_key is not None or self.noise_loss_weight != 1:
@@ -268,7 +266,9 @@ class DiffusionTrainer(SupervisedTrainer):
         """``noise_loss_weight * loss_noise + alignment_loss_weight * loss_align``; components go to the output."""
         weights = self._sample_weights
         if weights is not None:
-            per_sample = self._per_sample_loss(prediction, target)  # type: ignore[misc]
+            per_sample_loss = self._per_sample_loss
+            assert per_sample_loss is not None  # set with sample_weight_key, the only way to get sample weights
+            per_sample = per_sample_loss(prediction, target)
             if per_sample.shape != (prediction.shape[0],):
                 raise ValueError(
                     f"with sample_weight_key the loss function must return one value per sample, shape "
@@ -296,6 +296,7 @@ class DiffusionTrainer(SupervisedTrainer):
     def _alignment_loss(self, clean_images: torch.Tensor) -> torch.Tensor:
         """The alignment loss of the forward pass just recorded by the feature hooks."""
         assert self.feature_hook is not None and self.alignment_expert is not None
+        assert self.feature_alignment is not None  # set together with the hooks and the expert
         features = self.feature_hook.features
         images = clean_images if self.input_hook is None else self.input_hook.features
         if features is None or images is None:
@@ -305,7 +306,7 @@ class DiffusionTrainer(SupervisedTrainer):
             )
         with torch.no_grad():
             expert_features = self.alignment_expert(images.detach())
-        return self.feature_alignment(features, expert_features)  # type: ignore[misc]
+        return self.feature_alignment(features, expert_features)
 
     def _check_first_batch(self, engine: Engine) -> None:
         """Fail with a clear message when the data's channels do not match the network's ``in_channels``."""
@@ -328,5 +329,7 @@ class DiffusionTrainer(SupervisedTrainer):
         params = list(self.raw_network.parameters())
         if self.feature_alignment is not None:
             params += list(self.feature_alignment.parameters())
-        norm = torch.nn.utils.clip_grad_norm_(params, float(self.max_grad_norm))  # type: ignore[arg-type]
+        max_grad_norm = self.max_grad_norm
+        assert max_grad_norm is not None  # this handler is added only when max_grad_norm is given
+        norm = torch.nn.utils.clip_grad_norm_(params, float(max_grad_norm))
         self.state.grad_norm = float(norm)

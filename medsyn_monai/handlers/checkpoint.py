@@ -148,7 +148,9 @@ class AtomicCheckpoint:
             return
         saver = DiskSaver(self.save_dir, atomic=True, create_dir=True, require_empty=False)
         path = self.snapshot_path(epoch)
-        saver(self.save_dict[self.model_key].state_dict(), path.name)  # type: ignore[index]
+        model_key = self.model_key
+        assert model_key is not None  # the constructor requires model_key with snapshot_epochs
+        saver(self.save_dict[model_key].state_dict(), path.name)
         self.logger.info(f"kept the weights of epoch {epoch} as {path}")
 
     def load(self, engine: Engine) -> None:

@@ -26,7 +26,7 @@ class LossProgressBar(ProgressBar):
         tqdm_kwargs.setdefault("disable", None)
         super().__init__(persist=persist, **tqdm_kwargs)
 
-    def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]  # as ProgressBar
         if not args and "output_transform" not in kwargs:
             kwargs["output_transform"] = lambda output: {"loss": float(output["loss"].detach())}
         super().attach(engine, *args, **kwargs)

@@ -90,8 +90,8 @@ class TrainingStatsHandler:
         self._extra_counts = {k: 0 for k in self.extra_keys}
 
     def _iteration_completed(self, engine: Engine) -> None:
-        output = engine.state.output
-        loss_value = output["loss"]  # type: ignore[index]
+        output: Any = engine.state.output  # the trainer's output dictionary (ignite types it loosely)
+        loss_value = output["loss"]
         loss = float(loss_value.detach()) if hasattr(loss_value, "detach") else float(loss_value)
         self._loss_sum += loss
         self._count += 1

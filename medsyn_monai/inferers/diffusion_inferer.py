@@ -238,7 +238,7 @@ class ConditionalDiffusionInferer(DiffusionInferer):
         return rescale_guidance(guided, out_cond, phi)
 
     @torch.no_grad()
-    def sample(  # type: ignore[override]
+    def sample(  # type: ignore[override]  # class_labels/guidance arguments instead of MONAI's cfg/cfg_fill_value
         self,
         input_noise: torch.Tensor,
         diffusion_model: Callable,

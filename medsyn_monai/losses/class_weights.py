@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,10 +77,10 @@ class ClassWeightedCrossEntropyLoss(nn.CrossEntropyLoss):
         labels: Sequence[int] | np.ndarray | torch.Tensor,
         num_classes: int,
         class_weighted: bool = True,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> None:
         weight = class_weights(labels, num_classes) if as_bool(class_weighted, "class_weighted") else None
-        super().__init__(weight=weight, **kwargs)  # type: ignore[arg-type]
+        super().__init__(weight=weight, **kwargs)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.weight is not None and self.weight.device != input.device:

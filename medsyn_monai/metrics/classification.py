@@ -86,7 +86,9 @@ def _roc_auc(y_true: torch.Tensor, y_score: ArrayLike, num_classes: int) -> tupl
         if positives == 0 or positives == n:  # AUC undefined without both positives and negatives
             per_class.append(float("nan"))
         else:
-            per_class.append(float(compute_roc_auc(s[:, c], onehot[:, c])))  # type: ignore[arg-type]
+            auc = compute_roc_auc(s[:, c], onehot[:, c])
+            assert isinstance(auc, (float, np.floating))  # 1-D scores and targets give a single AUC
+            per_class.append(float(auc))
     if num_classes == 2:
         return per_class[1], per_class
     defined = [v for v in per_class if not math.isnan(v)]

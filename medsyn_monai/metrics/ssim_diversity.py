@@ -194,7 +194,7 @@ def intra_set_ssim(
     label_list = _labels_list(labels, images.shape[0])
     result: dict[Hashable, float] = {}
     try:
-        classes = sorted(set(label_list))  # type: ignore[type-var]
+        classes = sorted(set(label_list))  # type: ignore[type-var]  # not all Hashables sort: mixed types below
     except TypeError:  # mixed label types
         classes = sorted(set(label_list), key=str)
     for cls in classes:

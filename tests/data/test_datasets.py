@@ -1,4 +1,5 @@
-"""ImageLabelDataset, TensorPairDataset and dataset_labels: item types, transforms, labels without loading images."""
+"""ImageLabelDataset, TensorPairDataset, dataset_labels and dataset_length: item types, transforms, labels without
+loading images, lengths with a clear error for datasets without one."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from monai.transforms import Flipd
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset
 
-from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.data import dataset_length as exported_dataset_length
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 
 
 class LabelledOnly(Dataset):
@@ -76,3 +78,31 @@ def test_dataset_labels_of_every_kind_of_dataset():
     with pytest.raises(KeyError, match="label"):
         dataset_labels([{"image": torch.zeros(1)}])
     assert dataset_labels([]).dtype == torch.int64  # integer labels even without items
+
+
+class Stream(IterableDataset):
+    """An iterable-style dataset: items, but no length."""
+
+    def __iter__(self):
+        yield {"image": torch.zeros(1, 2, 2), "label": 0}
+
+
+def test_dataset_length():
+    assert exported_dataset_length is dataset_length  # exported from medsyn_monai.data
+    assert dataset_length([{"label": 0}, {"label": 1}]) == 2 and dataset_length([]) == 0
+    assert dataset_length(LabelledOnly([1, 0, 1]), "train_data") == 3
+    pair = TensorPairDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))
+    assert dataset_length(Subset(pair, [1]), "data") == 1
+    assert dataset_length(ConcatDataset([pair, LabelledOnly([0])])) == 3
+    with pytest.raises(
+        TypeError, match=r"^train_data must have a length \(a map-style Dataset or a Sequence\), got Stream\.$"
+    ):
+        dataset_length(Stream(), "train_data")
+    with pytest.raises(TypeError, match=r"^dataset must have a length .*, got generator\.$"):
+        dataset_length(x for x in range(2))  # the default name
+    # ImageLabelDataset needs a length of the data it wraps, and says so
+    wrapped = ImageLabelDataset(Stream())
+    with pytest.raises(TypeError, match=r"^data must have a length"):
+        len(wrapped)
+    with pytest.raises(TypeError, match=r"^data must have a length"):
+        dataset_labels(Stream())

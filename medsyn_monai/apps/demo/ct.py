@@ -851,7 +851,8 @@ def create_ct_demo(
             case = f"demo_case_{i:03d}"
             rng = np.random.default_rng([seed, i])
             hu = ct_phantom_volume(rng, num_slices, size, lesion=cls_name == CT_DEMO_CLASSES[1])
-            series_uid = _write_case(tmp / cls_name / case, case, i, cls_name, hu, key)  # type: ignore[arg-type]
+            assert isinstance(hu, np.ndarray)  # no label maps were asked for
+            series_uid = _write_case(tmp / cls_name / case, case, i, cls_name, hu, key)
             cases.append(
                 {
                     "case": case,

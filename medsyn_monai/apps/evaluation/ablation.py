@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from monai.networks.schedulers import Scheduler
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
 from torch import nn
+from torch.utils.data import DataLoader
 
 from medsyn_monai.apps.generation.sampler import DiffusionSampler
 from medsyn_monai.engines.trainer import DiffusionTrainer
@@ -111,7 +112,7 @@ class AblationStudy:
         scheduler_factory: Callable[..., Scheduler],
         variants: Mapping[str, Mapping[str, Mapping[str, Any]]],
         seeds: Sequence[int],
-        train_loader: Iterable,
+        train_loader: DataLoader | Sequence,
         real_images: torch.Tensor,
         feature_extractor: Any,
         output_dir: str | Path,
@@ -192,12 +193,12 @@ class AblationStudy:
         scheduler = self.scheduler_factory(**self.variants[variant]["scheduler"])
         ema = copy.deepcopy(network)
         optimizer = torch.optim.AdamW(network.parameters(), lr=r.learning_rate, weight_decay=r.weight_decay)
-        total = max(1, r.max_epochs * len(self.train_loader))  # type: ignore[arg-type]
+        total = max(1, r.max_epochs * len(self.train_loader))
         lr_schedule = WarmupCosineSchedule(optimizer, warmup_steps=r.warmup_steps, t_total=total,
                                            end_lr=r.learning_rate * r.lr_end_factor)  # fmt: skip
         handlers = [
             # MONAI annotates the handler with the pre-2.0 _LRScheduler; any torch LR scheduler works
-            LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),  # type: ignore[arg-type]
+            LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),  # type: ignore[arg-type]  # _LRScheduler
             ExponentialMovingAverage(network, ema, decay=r.ema_decay, warmup_iters=r.ema_warmup_steps),
             AtomicCheckpoint(models, {"network": network, "ema": ema, "optimizer": optimizer}, model_key="ema"),
         ]

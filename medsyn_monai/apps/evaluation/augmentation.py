@@ -13,7 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
 from medsyn_monai.apps.generation.sampler import SampleGenerator
-from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import write_json
 
@@ -180,7 +180,7 @@ class SyntheticAugmentationStudy:
             "num_synthetic_train": len(synthetic),
             "synthetic_per_class": dict(zip(self.class_names, self.synthetic_counts(), strict=True)),
             "synthetic_fraction": self.synthetic_fraction,
-            "num_real_test": len(test_loader.dataset),  # type: ignore[arg-type]
+            "num_real_test": dataset_length(self.test_data, "test_data"),
             "max_epochs": self.max_epochs,
             "model_selection": "best real validation balanced accuracy" if self.val_data is not None else "last epoch",
         }
@@ -191,7 +191,8 @@ class SyntheticAugmentationStudy:
                                          output_dir=self.output_dir, prefix=f"{name}_")  # fmt: skip
             for key in ("accuracy", "balanced_accuracy", "f1_macro"):
                 result[f"{key}_{name}"] = report[key]
-            result[f"best_epoch_{name}"] = int(network.best_epoch)  # type: ignore[arg-type]
+            best_epoch: Any = network.best_epoch  # an int set by train_classifier (Module types it Tensor | Module)
+            result[f"best_epoch_{name}"] = int(best_epoch)
             self.logger.info(f"{name}: test accuracy {report['accuracy']:.3f}")
         for key in ("accuracy", "balanced_accuracy", "f1_macro"):
             result[f"{key}_gain"] = result[f"{key}_real_plus_synthetic"] - result[f"{key}_real_only"]

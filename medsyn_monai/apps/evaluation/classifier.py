@@ -14,7 +14,7 @@ from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medsyn_monai.data.datasets import ImageLabelDataset, dataset_labels
+from medsyn_monai.data.datasets import ImageLabelDataset, dataset_labels, dataset_length
 from medsyn_monai.engines.evaluator import ClassificationEvaluator
 from medsyn_monai.engines.prepare_batch import ExpertPrepareBatch
 from medsyn_monai.losses.class_weights import class_weights
@@ -125,7 +125,7 @@ def fit_classifier(
     """
     if max_epochs < 1 or batch_size < 1:
         raise ValueError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}.")
-    if len(dataset) == 0:  # type: ignore[arg-type]
+    if dataset_length(dataset, "dataset") == 0:
         raise ValueError("the classifier's training set is empty.")
     device = torch.device(device)
     network = network.to(device)

@@ -113,6 +113,10 @@ class GuidanceSweep:
         """Suffix of the flat metric names for guidance scale ``w``, e.g. ``"w3"`` or ``"w1.5"``."""
         return f"w{w:g}"
 
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.feature_extractor is not None  # the constructor requires it with real_images
+        return self.feature_extractor.extract(images, device=self.device).double().cpu()
+
     def run(self) -> dict[str, Any]:
         """Sample and score every guidance scale; write the files when ``output_dir`` is set.
 
@@ -122,7 +126,7 @@ class GuidanceSweep:
         """
         real_features = None
         if self.real_images is not None:
-            real_features = self.feature_extractor.extract(self.real_images, device=self.device).double().cpu()  # type: ignore[union-attr]
+            real_features = self._features(self.real_images)
         flat: dict[str, Any] = {}
         rows = []
         for w in self.guidance_scales:
@@ -144,7 +148,7 @@ class GuidanceSweep:
             }
             images = torch.cat(proxy.images)
             if real_features is not None:
-                fake = self.feature_extractor.extract(images, device=self.device).double().cpu()  # type: ignore[union-attr]
+                fake = self._features(images)
                 row["fid"] = frechet_distance(real_features, fake)
                 flat[f"fid_{self.key(w)}"] = row["fid"]
             flat[f"generation_accuracy_{self.key(w)}"] = row["generation_accuracy_mean"]

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
 from medsyn_monai.apps.generation.sampler import SampleGenerator
-from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import atomic_write, write_json
 
@@ -210,9 +210,9 @@ class SyntheticPretrainingStudy:
             return ImageLabelDataset(self.synthetic_data)
         labels = [c for c, n in enumerate(self.samples_per_class) for _ in range(n)]
         self.logger.info(f"generating {len(labels)} synthetic images ({self.samples_per_class} per class)")
-        images, _ = self.generator.generate(  # type: ignore[union-attr]
-            labels=[self.generator_labels[c] for c in labels], seed=self.generation_seed
-        )
+        generator = self.generator
+        assert generator is not None  # the constructor requires exactly one of generator and synthetic_data
+        images, _ = generator.generate(labels=[self.generator_labels[c] for c in labels], seed=self.generation_seed)
         return TensorPairDataset(images.float().cpu(), torch.as_tensor(labels, dtype=torch.long))
 
     def real_subset(self, fraction: float, seed: int) -> list[int]:
@@ -274,7 +274,7 @@ class SyntheticPretrainingStudy:
                     )
                     continue
                 subset = self.real_subset(fraction, seed)
-                real = ImageLabelDataset(Subset(self.train_data, subset), self.train_transform)  # type: ignore[arg-type]
+                real = ImageLabelDataset(Subset(self.train_data, subset), self.train_transform)  # type: ignore[arg-type]  # Subset just indexes: a Sequence works
                 for is_pretrained in (True, False):
                     name = self.row_name(fraction, is_pretrained)
                     network = self.classifier_factory()
@@ -297,12 +297,14 @@ class SyntheticPretrainingStudy:
         return metrics
 
     def _write(self, per_seed: dict[str, list[dict[str, Any]]], metrics: dict[str, Any], num_synthetic: int) -> None:
+        output_dir = self.output_dir
+        assert output_dir is not None  # run() writes the reports only when output_dir is given
         settings = {
             "class_names": self.class_names,
             "num_synthetic": num_synthetic,
             "samples_per_class": self.samples_per_class if self.synthetic_data is None else None,
-            "num_real_train": len(self.train_data),  # type: ignore[arg-type]
-            "num_real_test": len(self.test_data),  # type: ignore[arg-type]
+            "num_real_train": dataset_length(self.train_data, "train_data"),
+            "num_real_test": dataset_length(self.test_data, "test_data"),
             "real_fractions": self.real_fractions,
             "classifier_seeds": self.classifier_seeds,
             "pretrain_epochs": self.pretrain_epochs,
@@ -312,7 +314,7 @@ class SyntheticPretrainingStudy:
             "finetune_learning_rate": self.finetune_learning_rate,
             "model_selection": "best real validation balanced accuracy" if self.val_data is not None else "last epoch",
         }
-        write_json(self.output_dir / "pretraining.json", {"settings": settings, "runs": per_seed, "metrics": metrics})  # type: ignore[operator]
+        write_json(output_dir / "pretraining.json", {"settings": settings, "runs": per_seed, "metrics": metrics})
         n = len(self.classifier_seeds)
         lines = [
             f"# Synthetic pre-training ({num_synthetic} synthetic images; {n} classifier seed(s), mean ± std)",
@@ -331,4 +333,4 @@ class SyntheticPretrainingStudy:
                 f"| {label} | {runs[0]['num_real']} | " + " | ".join(cell(name, key) for key in _METRICS) + " |"
             )
         text = "\n".join(lines) + "\n"
-        atomic_write(self.output_dir / "pretraining.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))  # type: ignore[operator]
+        atomic_write(output_dir / "pretraining.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

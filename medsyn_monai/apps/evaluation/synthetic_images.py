@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -91,6 +91,11 @@ class _FeatureSource(Protocol):
     """What the study needs of a feature extractor: ``extract(images, device)`` -> ``(N, D)`` features."""
 
     def extract(self, images: torch.Tensor, device: str | torch.device = ...) -> torch.Tensor: ...
+
+
+def _has_extract(obj: object) -> TypeGuard[_FeatureSource]:
+    """Whether ``obj`` has a callable ``extract`` (a :class:`_FeatureSource`)."""
+    return callable(getattr(obj, "extract", None))
 
 
 def _as_images(images: Any, name: str) -> torch.Tensor:
@@ -306,14 +311,16 @@ class SyntheticImageStudy:
         if self.num_classes is None and expert is None and max_label >= 0:
             self.num_classes = max(2, max_label + 1)
 
-        if feature_extractor is not None and not callable(getattr(feature_extractor, "extract", None)):
+        self.feature_extractor: _FeatureSource | None
+        if feature_extractor is None or _has_extract(feature_extractor):
+            self.feature_extractor = feature_extractor
+        else:
             if not isinstance(feature_extractor, nn.Module):
                 raise ValueError(
                     "feature_extractor must be a FeatureExtractor (or have an extract(images, device) method) or an "
                     f"nn.Module, got {type(feature_extractor).__name__}."
                 )
-            feature_extractor = FeatureExtractor(feature_extractor)
-        self.feature_extractor: _FeatureSource | None = feature_extractor  # type: ignore[assignment]
+            self.feature_extractor = FeatureExtractor(feature_extractor)
         if feature_extractor is not None:
             sets = {"real_images": self.real_images, "synthetic_images": self.synthetic_images}
             sets.update({f"reference_sets[{k!r}]": v for k, v in self.reference_sets.items()})
@@ -365,13 +372,14 @@ class SyntheticImageStudy:
     def _classify(self, images: torch.Tensor) -> torch.Tensor:
         """Expert predictions (class indices) for ``images``."""
         expert = self.expert
+        assert expert is not None  # called only when an expert was given
         was_training = getattr(expert, "training", False)
         if isinstance(expert, nn.Module):
             expert.to(self.device).eval()
         try:
             preds = []
             for start in range(0, images.shape[0], _EXPERT_BATCH):
-                logits = expert(images[start : start + _EXPERT_BATCH].to(self.device))  # type: ignore[misc]
+                logits = expert(images[start : start + _EXPERT_BATCH].to(self.device))
                 if isinstance(logits, (tuple, list)):
                     logits = logits[0]
                 if logits.ndim != 2 or logits.shape[1] < 2:

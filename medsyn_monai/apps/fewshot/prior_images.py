@@ -232,7 +232,8 @@ class PriorImageGenerator:
                 # stochastic steps: a generator on the sampling device, from a stream apart from the starting noise
                 generator=torch.Generator(device=s.device).manual_seed(_image_seed(self.seed, batch[0], stream=1)),
             )
-            out.append(images.clamp(-1, 1).float().cpu())  # type: ignore[union-attr]
+            assert isinstance(images, torch.Tensor)  # no intermediates were asked for
+            out.append(images.clamp(-1, 1).float().cpu())
             self.logger.info(f"prior images: {start + len(batch)}/{len(indices)} generated")
         return torch.cat(out)
 

@@ -292,7 +292,8 @@ class DiffusionSampler:
                 guidance_scale=self.guidance_scale,
                 generator=step_generator,
             )
-            batches.append(images.clamp(-1, 1).float().cpu())  # type: ignore[union-attr]
+            assert isinstance(images, torch.Tensor)  # no intermediates were asked for
+            batches.append(images.clamp(-1, 1).float().cpu())
             self.logger.info(f"sampled {start + m}/{n} images")
         label_tensor = torch.as_tensor(list(labels)).long() if labels is not None else None
         return torch.cat(batches), label_tensor
@@ -310,7 +311,10 @@ class DiffusionSampler:
         rows: list[dict] = []
         for idx in range(images.shape[0]):
             label = int(labels[idx]) if labels is not None else None
-            class_name = self.class_names[label] if label is not None else None  # type: ignore[index]
+            class_name = None
+            if label is not None:
+                assert self.class_names is not None  # generate() gives labels only for a class-conditional model
+                class_name = self.class_names[label]
             name = f"sample_{idx:05d}" + (f"_{class_name}" if class_name is not None else "")
             if self.save_png:
                 png_writer(self._meta_tensor((images[idx] + 1) / 2, name))

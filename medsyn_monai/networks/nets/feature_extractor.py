@@ -71,7 +71,8 @@ class FeatureExtractor(nn.Module):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         if model is None:
-            model = self._load(Path(path))  # type: ignore[arg-type]
+            assert path is not None  # exactly one of model and path (checked above)
+            model = self._load(Path(path))
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -290,9 +290,10 @@ class RandCTWindow(RandomizableTransform):
         self.window = CTWindow(
             preset=preset, level=level, width=width, b_min=b_min, b_max=b_max, clip=clip, check_hu=check_hu, dtype=dtype
         )
-        if self.window.display:
+        hu_level, hu_width = self.window.level, self.window.width
+        if self.window.display or hu_level is None or hu_width is None:  # only 'display' has no level and width
             raise ValueError("RandCTWindow needs a HU window; preset 'display' has none (use CTWindow for it).")
-        self.level, self.width = float(self.window.level), float(self.window.width)  # type: ignore[arg-type]
+        self.level, self.width = float(hu_level), float(hu_width)
         if not (math.isfinite(level_jitter) and level_jitter >= 0):
             raise ValueError(f"level_jitter must be a finite number >= 0, got {level_jitter}.")
         if not (math.isfinite(width_jitter) and 0 <= width_jitter < self.width):
