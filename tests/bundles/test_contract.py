@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigParser
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bundles._bundle import REPO, Bundle
+
 CONTRACT = json.loads((REPO / "configs" / "contract.json").read_text())
-BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
-OVERLAYS = [(b, p.stem) for b in BUNDLES for p in sorted((b / "configs").glob("*.json"))
+BUNDLES = [Bundle(p.name) for p in sorted((REPO / "bundles").iterdir()) if (p / "configs").is_dir()]
+OVERLAYS = [(b, p.stem) for b in BUNDLES for p in sorted(b.configs.glob("*.json"))
             if p.stem not in ("train", "inference", "metadata")]  # fmt: skip
-
-
-def _parser(*files: Path) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(f) for f in files])
-    return parser
 
 
 def test_there_are_bundles():
@@ -32,16 +25,16 @@ def test_there_are_bundles():
 def test_bundle_files(bundle):
     for rel in ("configs/metadata.json", "configs/train.json", "configs/inference.json", "configs/logging.conf",
                 "docs/README.md", "LICENSE"):  # fmt: skip
-        assert (bundle / rel).is_file(), f"{bundle.name} lacks {rel}"
+        assert (bundle.root / rel).is_file(), f"{bundle.name} lacks {rel}"
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
 @pytest.mark.parametrize("kind", ["train", "inference"])
 def test_standalone_configs(bundle, kind):
-    parser = _parser(bundle / "configs" / f"{kind}.json")
+    parser = bundle.parser(kind)
     missing = [k for k in CONTRACT[kind] if k not in parser.config]
     assert not missing, f"{bundle.name}/{kind}.json lacks top-level keys {missing}"
-    text = (bundle / "configs" / f"{kind}.json").read_text()
+    text = (bundle.configs / f"{kind}.json").read_text()
     for sub in ("models", "samples") + (("tensorboard",) if kind == "train" else ()):  # outputs under output_dir
         assert f"'{sub}'" in text, f"{bundle.name}/{kind}.json does not write to output_dir/{sub}"
 
@@ -49,13 +42,12 @@ def test_standalone_configs(bundle, kind):
 @pytest.mark.parametrize("bundle, overlay", OVERLAYS, ids=lambda x: getattr(x, "name", x))
 def test_overlays_stack_on_train(bundle, overlay):
     """An overlay holds only what differs from train.json: no copy of its imports or contract keys unless changed."""
-    configs = bundle / "configs"
-    own = json.loads((configs / f"{overlay}.json").read_text())
-    train = json.loads((configs / "train.json").read_text())
+    own = json.loads((bundle.configs / f"{overlay}.json").read_text())
+    train = json.loads((bundle.configs / "train.json").read_text())
     assert "imports" not in own and "bundle_root" not in own, f"{overlay}.json repeats train.json's set-up"
     copies = [k for k, v in own.items() if k in train and train[k] == v]
     assert not copies, f"{bundle.name}/{overlay}.json repeats train.json's values of {copies}"
-    merged = _parser(configs / "train.json", configs / f"{overlay}.json")
+    merged = bundle.parser(overlay)
     missing = [k for k in CONTRACT["train"] + CONTRACT["overlays"].get(overlay, []) if k not in merged.config]
     assert not missing, f"{bundle.name}/{overlay}.json (on train.json) lacks top-level keys {missing}"
 

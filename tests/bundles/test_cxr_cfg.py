@@ -3,56 +3,26 @@ stand alone; ``train_expert.json``, ``evaluate.json`` and ``evaluate_pretraining
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import BundleWorkflow, ConfigParser, ConfigWorkflow
-from monai.bundle import run as bundle_run
+from monai.bundle import BundleWorkflow
 from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.networks.nets import network_from_config
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "bundles" / "cxr_cfg" / "configs"
-LOGGING = str(CONFIGS / "logging.conf")
+BUNDLE = "cxr_cfg"
+DEMO = ("cxr", {"num_per_class": 12})  # tiny_demo: 12 synthetic chest X-ray phantoms (64 px) per class
 # one split for every config; 8 test images so that the k-NN metrics (nearest_k 5) have enough real images
 SPLIT = {"val_fraction": 0.2, "test_fraction": 0.3}
 # float32 on CPU: for such tiny networks bf16 autocast is slower than float32
 TINY = {"image_size": 16, "channels": [8, 16], "num_head_channels": 8, "cross_attention_dim": 8, "batch_size": 8,
         "num_inference_steps": 2, "num_grid_samples": 4, "warmup_steps": 2, "cpu_bf16": False, **SPLIT}  # fmt: skip
 OLD_INFO_KEYS = {"architecture", "network_kwargs", "beta_schedule", "dataset_dir", "class_conditioning"}
-
-
-def _files(name: str) -> str | list[str]:
-    """``config_file`` of a config: train/inference alone, any other one as an overlay on train.json."""
-    path = str(CONFIGS / f"{name}.json")
-    return path if name in ("train", "inference") else [str(CONFIGS / "train.json"), path]
-
-
-def _run(name: str, **overrides) -> None:
-    bundle_run(config_file=_files(name), logging_file=LOGGING, **overrides)
-
-
-def _parser(name: str) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(_files(name))
-    return parser
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def tiny_cxr(tmp_path_factory) -> Path:
-    """12 synthetic chest X-ray phantoms (64 px) per class: ``normal/``, ``pneumonia/``."""
-    return create_demo("cxr", tmp_path_factory.mktemp("cxr") / "demo", num_per_class=12)
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +32,19 @@ def tiny_ood(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_cxr) -> Path:
+def trained(bundle, tmp_path_factory, tiny_demo) -> Path:
     """The output_dir of the expert (train_expert.json) and a label-embedding model trained for one epoch on it."""
     out = tmp_path_factory.mktemp("cxr_run")
-    common = {"dataset_dir": str(tiny_cxr), "output_dir": str(out), **SPLIT}
-    _run("train_expert", **common, max_epochs=1, image_size=16, batch_size=8)
-    _run("train", **{**common, **TINY}, max_epochs=1, sample_interval=1)
+    common = {"dataset_dir": str(tiny_demo), "output_dir": str(out), **SPLIT}
+    bundle.run("train_expert", **common, max_epochs=1, image_size=16, batch_size=8)
+    bundle.run("train", **{**common, **TINY}, max_epochs=1, sample_interval=1)
     return out
 
 
-def test_defaults():
+def test_defaults(bundle):
     """The documented defaults: demo data at 28 px, cosine schedule, CFG with condition dropout, DDIM-50 sampling."""
-    train, infer = _parser("train"), _parser("inference")
-    expert, ev, pretraining = _parser("train_expert"), _parser("evaluate"), _parser("evaluate_pretraining")
+    train, infer, expert = bundle.parser("train"), bundle.parser("inference"), bundle.parser("train_expert")
+    ev, pretraining = bundle.parser("evaluate"), bundle.parser("evaluate_pretraining")
     for cfg in (train, expert, ev, pretraining):  # the overlays keep train.json's data and split
         assert cfg["dataset_dir"] == cfg["demo_dir"] == "data/cxr_demo"
         assert cfg["val_fraction"] == cfg["test_fraction"] == 0.1
@@ -103,34 +73,26 @@ def test_defaults():
     assert ev.get_parsed_content("expert_ckpt") == "/x/models/expert/best_model.pt"
 
 
-def test_check_properties_and_metadata(tmp_path, tiny_cxr):
-    workflow = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train",
-                              meta_file=str(CONFIGS / "metadata.json"), logging_file=LOGGING,
-                              dataset_dir=str(tiny_cxr), output_dir=str(tmp_path), **TINY)  # fmt: skip
-    workflow.initialize()
+def test_check_properties_and_metadata(bundle, tmp_path, tiny_demo):
+    workflow = bundle.workflow(tiny_demo, tmp_path, **TINY)
     # every required train property is there, and the optional ones have the ids MONAI expects
     assert BundleWorkflow.check_properties(workflow) == [] and workflow.check_properties() == []
     assert type(workflow.trainer).__name__ == "DiffusionTrainer" and workflow.max_epochs == 100
-    assert len(workflow.train_dataset) == 12 and Path(workflow.bundle_root).resolve() == CONFIGS.parent
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version",
-                "required_packages_version", "name", "task", "description", "authors", "data_source",
-                "network_data_format", "intended_use", "references"):  # fmt: skip
-        assert meta[key], key
-    assert meta["version"] in meta["changelog"]
+    assert len(workflow.train_dataset) == 12 and Path(workflow.bundle_root).resolve() == bundle.root
+    meta = bundle.metadata()  # the model zoo's fields, the version in the changelog
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
     labels = meta["network_data_format"]["inputs"]["class_labels"]["channel_def"]
     assert labels["0"] == "normal" and labels["1"] == "pneumonia" and labels["2"].startswith("null")
 
 
-def test_expert_and_embedding_training_outputs(trained):
+def test_expert_and_embedding_training_outputs(bundle, trained):
     expert = trained / "models" / "expert"
     assert {"best_model.pt", "best_metric.json", "model_info.json"} <= {p.name for p in expert.iterdir()}
     assert (trained / "eval" / "expert" / "test_metrics.json").is_file()
 
-    models = trained / "models"
-    assert {"checkpoint.pt", "model.pt", "model_info.json"} <= {p.name for p in models.iterdir()}
-    info = json.loads((models / "model_info.json").read_text())
+    ckpt = bundle.check_training_outputs(trained, epochs=1)
+    assert "mean_loss_align" not in bundle.csv_rows(trained / "train_log.csv")[0]
+    info = bundle.model_info(trained)
     assert info["bundle"] == "cxr_cfg" and not OLD_INFO_KEYS & set(info)
     net = info["network"]
     assert net["_target_"] == "medsyn_monai.networks.nets.ClassConditionedDiffusionUNet"
@@ -140,36 +102,31 @@ def test_expert_and_embedding_training_outputs(trained):
     assert info["num_classes"] == 2 and info["null_class_label"] == 2 and info["class_names"] == ["normal", "pneumonia"]
     assert info["cond_drop_prob"] == 0.1 and info["image_size"] == 16 and info["in_channels"] == 1
     assert info["loss_type"] == "l2" and info["augment"] is False and info["intensity_range"] == [0.0, 255.0]
-    state = torch.load(models / "model.pt", weights_only=True)
+    state = torch.load(trained / "models" / "model.pt", weights_only=True)
     assert state["backbone.class_embedding.weight"].shape[0] == 3  # 2 classes + the null label
     assert not any(k.startswith("label_embedding") for k in state)
     network_from_config(net).load_state_dict(state)  # the record rebuilds the trained network (strict loading)
-    ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
     assert ckpt["trainer"]["iteration"] == 1  # 12 training images (50 % of 24), batch 8, drop_last
     assert "projection" not in ckpt  # no feature alignment in this bundle
-    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
     grid = Image.open(trained / "samples" / "training" / "epoch_0001.png")
     assert grid.mode == "L" and grid.size == (2 * 16 + 3 * 2, 2 * 16 + 3 * 2)  # 4 samples, columns = 2 classes
-    rows = _rows(trained / "train_log.csv")
-    assert [int(r["epoch"]) for r in rows] == [1] and np.isfinite(float(rows[0]["mean_loss"]))
-    assert "mean_loss_align" not in rows[0]
 
 
-def test_inference_per_class_with_rescale(trained, tmp_path):
+def test_inference_per_class_with_rescale(bundle, trained, tmp_path):
     """Per-class counts of one class, guidance with rescale, from the trained model into another output_dir."""
-    _run("inference", output_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"), num_inference_steps=2,
-         num_samples_per_class=3, class_labels=[1], guidance_rescale=0.7, device="cpu")  # fmt: skip
+    bundle.infer(tmp_path, ckpt_path=str(trained / "models" / "model.pt"), num_samples_per_class=3, class_labels=[1],
+                 guidance_rescale=0.7, device="cpu")  # fmt: skip
     samples = tmp_path / "samples"
     assert [p.name for p in sorted(samples.glob("sample_*.png"))] == [f"sample_0000{i}_pneumonia.png" for i in range(3)]
     png = Image.open(samples / "sample_00000_pneumonia.png")
     assert png.mode == "L" and png.size == (16, 16) and np.asarray(png).std() > 0
-    assert [r["label"] for r in _rows(samples / "samples.csv")] == ["1", "1", "1"]
+    assert [r["label"] for r in bundle.csv_rows(samples / "samples.csv")] == ["1", "1", "1"]
 
 
-def test_evaluate_guidance_sweep_and_ood_reference(trained, tiny_cxr, tiny_ood):
-    _run("evaluate", dataset_dir=str(tiny_cxr), output_dir=str(trained), **SPLIT, ood_dir=str(tiny_ood), num_samples=8,
-         num_seeds=1, samples_per_class=2, num_inference_steps=2, guidance_scales=[0.0, 3.0],
-         sweep_samples_per_class=2, batch_size=8, device="cpu")  # fmt: skip
+def test_evaluate_guidance_sweep_and_ood_reference(bundle, trained, tiny_demo, tiny_ood):
+    bundle.run("evaluate", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT, ood_dir=str(tiny_ood),
+               num_samples=8, num_seeds=1, samples_per_class=2, num_inference_steps=2, guidance_scales=[0.0, 3.0],
+               sweep_samples_per_class=2, batch_size=8, device="cpu")  # fmt: skip
     ev = trained / "eval"
     metrics = json.loads((ev / "metrics.json").read_text())
     # the cross-set table: real test vs real train vs synthetic vs out-of-distribution, SSIM and FID for each pair
@@ -195,11 +152,12 @@ def test_evaluate_guidance_sweep_and_ood_reference(trained, tiny_cxr, tiny_ood):
     assert Image.open(ev / "guidance_sweep" / "guidance_w3.png").mode == "L"
 
 
-def test_evaluate_pretraining(trained, tiny_cxr):
+def test_evaluate_pretraining(bundle, trained, tiny_demo):
     """The seed's downstream score: classifiers pre-trained on synthetic images, fine-tuned on 50 / 0 % real."""
-    _run("evaluate_pretraining", dataset_dir=str(tiny_cxr), output_dir=str(trained), **SPLIT, samples_per_class=4,
-         num_seeds=2, num_inference_steps=2, real_fractions=[0.5, 0.0], pretrain_epochs=1, finetune_epochs=1,
-         real_epochs=1, classifier_input_size=16, batch_size=8, sample_batch_size=8)  # fmt: skip
+    bundle.run("evaluate_pretraining", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT,
+               samples_per_class=4, num_seeds=2, num_inference_steps=2, real_fractions=[0.5, 0.0], pretrain_epochs=1,
+               finetune_epochs=1, real_epochs=1, classifier_input_size=16, batch_size=8,
+               sample_batch_size=8)  # fmt: skip
     pre = trained / "eval" / "pretraining"
     m = json.loads((pre / "metrics.json").read_text())
     for row in ("synthetic_only", "synthetic_then_real_50", "real_only_50"):
@@ -215,11 +173,11 @@ def test_evaluate_pretraining(trained, tiny_cxr):
 
 
 @pytest.mark.parametrize("architecture", ["lightweight", "monai"])
-def test_cross_attention_train_and_inference(tmp_path, tiny_cxr, architecture):
+def test_cross_attention_train_and_inference(bundle, tmp_path, tiny_demo, architecture):
     out = tmp_path / "run"
-    _run("train", dataset_dir=str(tiny_cxr), output_dir=str(out), **TINY, max_epochs=1, sample_interval=1,
+    bundle.run("train", dataset_dir=str(tiny_demo), output_dir=str(out), **TINY, max_epochs=1, sample_interval=1,
          class_conditioning="cross_attention", architecture=architecture, loss_type="l1")  # fmt: skip
-    info = json.loads((out / "models" / "model_info.json").read_text())
+    info = bundle.model_info(out)
     net = info["network"]
     assert net["class_conditioning"] == "cross_attention" and net["architecture"] == architecture
     assert net["cross_attention_dim"] == 8 and info["loss_type"] == "l1"
@@ -229,19 +187,20 @@ def test_cross_attention_train_and_inference(tmp_path, tiny_cxr, architecture):
     assert state["label_embedding.weight"].shape == (3, 8)  # the label is a cross-attention token, null label last
     assert not any("class_embedding" in k for k in state)
     assert any(".attn2.to_k." in k for k in state)  # cross-attention layers read the label token
-    _run("inference", output_dir=str(out), num_inference_steps=2, num_samples=4, guidance_scale=2.0)
+    bundle.infer(out, num_samples=4, guidance_scale=2.0)
     samples = out / "samples"
-    assert [r["class_name"] for r in _rows(samples / "samples.csv")] == ["normal", "pneumonia", "normal", "pneumonia"]
+    names = [r["class_name"] for r in bundle.csv_rows(samples / "samples.csv")]
+    assert names == ["normal", "pneumonia", "normal", "pneumonia"]
     assert Image.open(samples / "grid.png").mode == "L"
 
 
-def test_pneumoniamnist_npz_layout(tmp_path, shared_data):
+def test_pneumoniamnist_npz_layout(bundle, tmp_path, shared_data):
     """The real PneumoniaMNIST .npz (a file or a folder holding it) goes through the training data path at 28 px."""
     npz = shared_data / "pneumoniamnist" / "pneumoniamnist.npz"
     if not npz.is_file():
         pytest.skip(f"{npz} is absent")
     for root in (npz, npz.parent):
-        parser = _parser("train")
+        parser = bundle.parser("train")
         parser.update({"dataset_dir": str(root), "output_dir": str(tmp_path), "class_names": ["normal", "pneumonia"]})
         collection = parser.get_parsed_content("collection")
         assert str(collection.layout) == "npz" and collection.class_names == ["normal", "pneumonia"]

@@ -4,27 +4,21 @@ the augmentation study of the base or (``--model_subdir fewshot``) the fine-tune
 
 from __future__ import annotations
 
-import csv
 import inspect
 import json
-import logging
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser
-from monai.bundle import run as bundle_run
 from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.data import PriorPreservationDataset
+from tests.bundles._bundle import copy_models, log_messages
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "bundles" / "derm_dreambooth" / "configs"
-LOGGING = str(CONFIGS / "logging.conf")
+BUNDLE = "derm_dreambooth"
 TINY = {"image_size": 16, "channels": [8, 16], "num_head_channels": 8, "batch_size": 8, "num_inference_steps": 2,
         "num_grid_samples": 3, "warmup_steps": 2, "cpu_bf16": False, "max_epochs": 1}  # fmt: skip
 FEWSHOT = {"max_epochs": 2, "batch_size": 2, "num_class_images": 6, "prior_inference_steps": 2,
@@ -32,69 +26,26 @@ FEWSHOT = {"max_epochs": 2, "batch_size": 2, "num_class_images": 6, "prior_infer
            "sample_interval": 0}  # fmt: skip
 EMBED = "backbone.class_embedding.weight"
 SLOT_LOGGER = "medsyn_monai.apps.fewshot.class_slot"
-
-
-def _files(name: str) -> str | list[str]:
-    """``config_file`` of a config: train/inference alone, any other one as an overlay on train.json."""
-    path = str(CONFIGS / f"{name}.json")
-    return path if name in ("train", "inference") else [str(CONFIGS / "train.json"), path]
-
-
-def _run(name: str, **overrides) -> None:
-    bundle_run(config_file=_files(name), logging_file=LOGGING, **overrides)
-
-
-def _parser(name: str) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(_files(name))
-    return parser
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _copy_base(base: dict[str, Path], run: Path, expert: bool = False) -> Path:
-    """A copy of the base run's models (and expert), so that tests do not share few-shot outputs."""
-    (run / "models").mkdir(parents=True)
-    for name in ("model.pt", "model_info.json"):
-        shutil.copy(base["out"] / "models" / name, run / "models" / name)
-    if expert:
-        shutil.copytree(base["out"] / "models" / "expert", run / "models" / "expert")
-    return run
-
-
-@contextmanager
-def _messages(caplog, name: str):
-    """The messages of logger ``name`` (its own handler: the bundle's logging.conf replaces the root handlers)."""
-    logger = logging.getLogger(name)
-    caplog.set_level(logging.INFO, logger=name)
-    messages: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
+#: what the few-shot tests copy of the base run's models (so that they do not share few-shot outputs)
+BASE_MODEL = ("model.pt", "model_info.json")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> dict[str, Path]:
+def base(bundle, tmp_path_factory) -> dict[str, Path]:
     """A tiny demo (8 lesions per class, 3 instance images), its expert and a base model trained for one epoch."""
     root = tmp_path_factory.mktemp("derm")
     demo = create_demo("derm", root / "demo", num_per_class=8, num_instance=3)
     out = root / "run"
     data = {"demo_dir": str(demo), "dataset_dir": str(demo / "lesions"), "output_dir": str(out)}
-    _run("train_expert", **data, image_size=16, max_epochs=1, batch_size=8)
-    _run("train", **data, **TINY)
+    bundle.run("train_expert", **data, image_size=16, max_epochs=1, batch_size=8)
+    bundle.run("train", **data, **TINY)
     return {"demo": demo, "out": out}
 
 
-def test_defaults_and_metadata():
-    train, fewshot, infer = _parser("train"), _parser("train_fewshot"), _parser("inference")
-    evaluate, augmented, expert = _parser("evaluate"), _parser("evaluate_augmented"), _parser("train_expert")
+def test_defaults_and_metadata(bundle):
+    train, fewshot, infer = bundle.parser("train"), bundle.parser("train_fewshot"), bundle.parser("inference")
+    evaluate, augmented = bundle.parser("evaluate"), bundle.parser("evaluate_augmented")
+    expert = bundle.parser("train_expert")
     assert train["dataset_dir"] == "data/derm_demo/lesions" and train["demo_dir"] == "data/derm_demo"
     assert train["cond_drop_prob"] == 0.1 and train["class_conditioning"] == "embedding" and train["in_channels"] == 3
     assert train["model_info"]["null_class_label"] == "@num_classes"
@@ -124,24 +75,24 @@ def test_defaults_and_metadata():
     assert evaluate.get_parsed_content("eval_dir") == "/x/eval/fewshot"
     assert augmented.get_parsed_content("eval_dir") == "/x/eval/fewshot/augmentation"
     assert expert["expert_network"] == "resnet18" and expert["max_epochs"] == 15
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["version"] in meta["changelog"] and "synthetic" in meta["data_source"].lower()
+    meta = bundle.metadata()  # the model zoo's fields, the version in the changelog
+    assert "synthetic" in meta["data_source"].lower()
     assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 3
-    readme = (CONFIGS.parent / "docs" / "README.md").read_text()
+    readme = (bundle.root / "docs" / "README.md").read_text()
     assert "synthetic" in readme.lower() and "--instance_dir" in readme and "--dataset_dir" in readme
 
 
-def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(base, tmp_path):
+def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(bundle, base, tmp_path):
     demo, out = base["demo"], base["out"]
-    info = json.loads((out / "models" / "model_info.json").read_text())
+    info = bundle.model_info(out)
     assert info["class_names"] == ["melanoma", "nevus"] and info["null_class_label"] == 2 and info["num_classes"] == 2
     assert info["feature_alignment"] is False and info["network"]["architecture"] == "lightweight"
     base_state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert base_state[EMBED].shape[0] == 3  # 2 classes + null
 
-    run = _copy_base(base, tmp_path / "run", expert=True)
+    run = copy_models(out, tmp_path / "run", *BASE_MODEL, expert=True)
     args = {"demo_dir": str(demo), "instance_dir": str(demo / "instance"), "output_dir": str(run), **FEWSHOT}
-    _run("train_fewshot", **args)
+    bundle.run("train_fewshot", **args)
 
     prior_dir = run / "prior_images" / "nevus"
     pngs = sorted(prior_dir.glob("prior_*.png"))
@@ -167,7 +118,7 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
     # no batch holds a melanoma label: its row keeps the base value bit for bit, the instance/parent rows train
     assert torch.equal(table[0], base_state[EMBED][0])
     assert not torch.equal(table[2], base_state[EMBED][1]) and not torch.equal(table[1], base_state[EMBED][1])
-    rows = _rows(run / "fewshot_train_log.csv")
+    rows = bundle.csv_rows(run / "fewshot_train_log.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2] and "mean_loss_align" not in rows[0]
     assert (run / "samples" / "fewshot" / "epoch_0002.png").is_file()
     assert list((run / "tensorboard" / "fewshot").glob("events.out.tfevents.*"))
@@ -175,12 +126,11 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
 
     # a second run (resumed, one more epoch) reuses the prior images: nothing is generated or rewritten
     mtimes = {p.name: os.stat(p).st_mtime_ns for p in prior_dir.iterdir()}
-    _run("train_fewshot", **{**args, "max_epochs": 3})
+    bundle.run("train_fewshot", **{**args, "max_epochs": 3})
     assert {p.name: os.stat(p).st_mtime_ns for p in prior_dir.iterdir()} == mtimes
     assert torch.load(fs / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 3 * 3
 
-    _run("inference", output_dir=str(run), ckpt_path=str(fs / "model.pt"), num_samples_per_class=1,
-         num_inference_steps=2)  # fmt: skip
+    bundle.infer(run, ckpt_path=str(fs / "model.pt"), num_samples_per_class=1)
     samples = run / "samples"
     assert sorted(p.name for p in samples.glob("sample_*.png")) == [
         "sample_00000_melanoma.png",
@@ -189,16 +139,16 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
     ]
     assert Image.open(samples / "sample_00002_blue_nevus.png").size == (16, 16)
     base_run = tmp_path / "base_samples"
-    _run("inference", output_dir=str(base_run), ckpt_path=str(run / "models" / "model.pt"), num_samples=2,
-         num_inference_steps=2)  # the base model still works  # fmt: skip
+    bundle.infer(base_run, ckpt_path=str(run / "models" / "model.pt"), num_samples=2)  # the base model still works
     assert sorted(p.name for p in (base_run / "samples").glob("sample_*.png")) == [
         "sample_00000_melanoma.png",
         "sample_00001_nevus.png",
     ]
 
     # the fine-tuned model on the base classes (the new class has no real test images): eval/fewshot
-    _run("evaluate", demo_dir=str(demo), dataset_dir=str(demo / "lesions"), output_dir=str(run), model_subdir="fewshot",
-         reference_split="train", num_samples=6, num_seeds=1, samples_per_class=2, num_inference_steps=2)  # fmt: skip
+    bundle.run("evaluate", demo_dir=str(demo), dataset_dir=str(demo / "lesions"), output_dir=str(run),
+               model_subdir="fewshot", reference_split="train", num_samples=6, num_seeds=1, samples_per_class=2,
+               num_inference_steps=2)  # fmt: skip
     ev = run / "eval" / "fewshot"
     ga = json.loads((ev / "generation_accuracy.json").read_text())
     assert ga["classes_evaluated"] == ["melanoma", "nevus"] and sum(map(sum, ga["generation_confusion_matrix"])) == 4
@@ -208,7 +158,7 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
     assert not (run / "eval" / "metrics.json").exists()
 
 
-def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(base, tmp_path, caplog):
+def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(bundle, base, tmp_path, caplog):
     """A base model trained with ``--feature_alignment true``; few-shot fine-tuning of the existing class 'melanoma'
     continues the alignment from the base checkpoint's projection; then the fine-tuned model is evaluated
     (``--model_subdir fewshot``) and goes through the real vs real + synthetic augmentation study. All on
@@ -218,20 +168,21 @@ def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(base, tm
     (run / "models").mkdir(parents=True)
     shutil.copytree(base["out"] / "models" / "expert", run / "models" / "expert")
     data = {"demo_dir": str(demo), "dataset_dir": str(demo / "lesions"), "output_dir": str(run), "device": "cpu"}
-    _run("train", **data, **TINY, feature_alignment="true")  # as the command line passes it
+    bundle.run("train", **data, **TINY, feature_alignment="true")  # as the command line passes it
     models = run / "models"
-    info = json.loads((models / "model_info.json").read_text())
+    info = bundle.model_info(run)
     assert info["feature_alignment"] is True and info["alignment"]["expert_input"] == "noisy"
     base_ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
     base_projection = base_ckpt["projection"]
     assert base_projection["projection.weight"].shape == (16, 512)  # ResNet-18 features -> 16 bottleneck channels
     assert not any("projection" in k for k in torch.load(models / "model.pt", weights_only=True))
-    rows = _rows(run / "train_log.csv")
+    rows = bundle.csv_rows(run / "train_log.csv")
     assert 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0 and float(rows[0]["mean_loss_noise"]) >= 0.0
 
-    with _messages(caplog, SLOT_LOGGER) as messages:
-        _run("train_fewshot", **{**FEWSHOT, "max_epochs": 1}, demo_dir=str(demo), instance_dir=str(demo / "instance"),
-             output_dir=str(run), instance_class="melanoma", parent_class="melanoma", device="cpu")  # fmt: skip
+    with log_messages(caplog, SLOT_LOGGER) as messages:
+        bundle.run("train_fewshot", **{**FEWSHOT, "max_epochs": 1}, demo_dir=str(demo),
+                   instance_dir=str(demo / "instance"), output_dir=str(run), instance_class="melanoma",
+                   parent_class="melanoma", device="cpu")  # fmt: skip
     assert f"projection initialised from {models / 'checkpoint.pt'}" in messages
     fs = models / "fewshot"
     fs_info = json.loads((fs / "model_info.json").read_text())
@@ -242,15 +193,15 @@ def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(base, tm
     assert ckpt["network"][EMBED].shape[0] == 3 and set(ckpt["projection"]) == set(base_projection)
     assert not torch.equal(ckpt["projection"]["projection.weight"], base_projection["projection.weight"])  # trained
     assert len(list((run / "prior_images" / "melanoma").glob("prior_*.png"))) == 6
-    assert "mean_loss_align" in _rows(run / "fewshot_train_log.csv")[0]
+    assert "mean_loss_align" in bundle.csv_rows(run / "fewshot_train_log.csv")[0]
 
-    _run("evaluate", **data, model_subdir="fewshot", reference_split="train", num_samples=6, num_seeds=1,
-         samples_per_class=2, num_inference_steps=2)  # fmt: skip
+    bundle.run("evaluate", **data, model_subdir="fewshot", reference_split="train", num_samples=6, num_seeds=1,
+               samples_per_class=2, num_inference_steps=2)  # fmt: skip
     metrics = json.loads((run / "eval" / "fewshot" / "metrics.json").read_text())
     assert 0.0 <= metrics["generation_accuracy_mean"] <= 1.0 and metrics["num_synthetic"] == 6
     assert metrics["fid"] is None or metrics["fid"] >= 0
 
-    _run("evaluate_augmented", **data, model_subdir="fewshot", num_inference_steps=2, max_epochs=1, batch_size=8)
+    bundle.run("evaluate_augmented", **data, model_subdir="fewshot", num_inference_steps=2, max_epochs=1, batch_size=8)
     aug = json.loads((run / "eval" / "fewshot" / "augmentation" / "augmentation.json").read_text())
     assert aug["class_names"] == ["melanoma", "nevus"] and aug["max_epochs"] == 1
     assert aug["num_synthetic_train"] == aug["num_real_train"] == 12  # 50/50
@@ -263,28 +214,27 @@ def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(base, tm
     assert not (run / "eval" / "augmentation").exists()
 
 
-def test_evaluate_augmented_base_model(base, tmp_path):
+def test_evaluate_augmented_base_model(bundle, base, tmp_path):
     """``evaluate_augmented.json`` of the base model (default ``model_subdir``) into ``eval/augmentation``; the study
     draws synthetic images of the dataset's classes only."""
     demo = base["demo"]
-    run = _copy_base(base, tmp_path / "run")
-    _run("evaluate_augmented", demo_dir=str(demo), dataset_dir=str(demo / "lesions"), output_dir=str(run),
-         num_inference_steps=2, max_epochs=1, batch_size=8, synthetic_fraction=0.25)  # fmt: skip
+    run = copy_models(base["out"], tmp_path / "run", *BASE_MODEL)
+    bundle.run("evaluate_augmented", demo_dir=str(demo), dataset_dir=str(demo / "lesions"), output_dir=str(run),
+               num_inference_steps=2, max_epochs=1, batch_size=8, synthetic_fraction=0.25)  # fmt: skip
     aug = json.loads((run / "eval" / "augmentation" / "augmentation.json").read_text())
     assert aug["num_real_train"] == 12 and aug["synthetic_fraction"] == 0.25
     assert aug["num_synthetic_train"] == 4 and sum(aug["synthetic_per_class"].values()) == 4  # 25 % of 16 images
     assert 0.0 <= aug["accuracy_real_plus_synthetic"] <= 1.0
 
 
-def test_fewshot_alignment_switched_on_over_unaligned_base(base, tmp_path, caplog):
+def test_fewshot_alignment_switched_on_over_unaligned_base(bundle, base, tmp_path, caplog):
     """``--feature_alignment true`` on a few-shot run from a base model trained without it: a new projection (none to
     load from the base checkpoint)."""
     demo = base["demo"]
-    run = _copy_base(base, tmp_path / "run", expert=True)
-    shutil.copy(base["out"] / "models" / "checkpoint.pt", run / "models" / "checkpoint.pt")
-    with _messages(caplog, SLOT_LOGGER) as messages:
-        _run("train_fewshot", **{**FEWSHOT, "max_epochs": 1, "num_class_images": 2}, demo_dir=str(demo),
-             instance_dir=str(demo / "instance"), output_dir=str(run), feature_alignment="True")  # fmt: skip
+    run = copy_models(base["out"], tmp_path / "run", *BASE_MODEL, "checkpoint.pt", expert=True)
+    with log_messages(caplog, SLOT_LOGGER) as messages:
+        bundle.run("train_fewshot", **{**FEWSHOT, "max_epochs": 1, "num_class_images": 2}, demo_dir=str(demo),
+                   instance_dir=str(demo / "instance"), output_dir=str(run), feature_alignment="True")  # fmt: skip
     assert not any(m.startswith("projection initialised") for m in messages)
     assert any(m.startswith("new class slot 2 ('blue_nevus')") for m in messages)
     fs = run / "models" / "fewshot"

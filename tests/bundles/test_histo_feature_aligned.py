@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
-from monai.bundle import run as bundle_run
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.apps.demo.histo import HISTO_DEMO_CLASSES
+from tests.bundles._bundle import copy_models, log_messages
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "bundles" / "histo_feature_aligned" / "configs"
-LOGGING = str(CONFIGS / "logging.conf")
+BUNDLE = "histo_feature_aligned"
+DEMO = ("histo", {"num_per_class": 5, "size": 32})  # tiny_demo: 5 synthetic 32-px texture tiles per class, 8 classes
 SPLIT = {"val_fraction": 0.2, "test_fraction": 0.3}
 # float32 on CPU and a ResNet-18 expert: tiny and fast (the defaults are bf16 and ResNet-50)
 TINY = {"image_size": 16, "channels": [8, 16], "batch_size": 8, "num_inference_steps": 2, "num_grid_samples": 8,
@@ -33,75 +27,25 @@ FEWSHOT = {"max_instance_images": 2, "num_class_images": 4, "prior_batch_size": 
            "batch_size": 2, "max_epochs": 1, "warmup_steps": 1, "num_inference_steps": 2, "num_grid_samples": 4,
            "cpu_bf16": False}  # fmt: skip
 SLOT_LOGGER = "medsyn_monai.apps.fewshot.class_slot"
-
-
-def _files(name: str) -> str | list[str]:
-    """``config_file`` of a config: train/inference alone, any other one as an overlay on train.json."""
-    path = str(CONFIGS / f"{name}.json")
-    return path if name in ("train", "inference") else [str(CONFIGS / "train.json"), path]
-
-
-def _run(name: str, **overrides) -> None:
-    bundle_run(config_file=_files(name), logging_file=LOGGING, **overrides)
-
-
-def _parser(name: str) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(_files(name))
-    return parser
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _copy_models(src: Path, run: Path) -> Path:
-    """A run folder holding a copy of ``src``'s base model (weights, full checkpoint, model_info.json)."""
-    (run / "models").mkdir(parents=True)
-    for name in ("model.pt", "checkpoint.pt", "model_info.json"):
-        shutil.copy(src / "models" / name, run / "models" / name)
-    return run
-
-
-@contextmanager
-def _messages(caplog, name: str):
-    """The messages of logger ``name`` (its own handler: the bundle's logging.conf replaces the root handlers)."""
-    logger = logging.getLogger(name)
-    caplog.set_level(logging.INFO, logger=name)
-    messages: list[str] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
+#: a run's base model as few-shot fine-tuning starts from it (weights, full checkpoint, model_info.json)
+BASE_MODEL = ("model.pt", "checkpoint.pt", "model_info.json")
 
 
 @pytest.fixture(scope="module")
-def tiny_histo(tmp_path_factory) -> Path:
-    """5 synthetic 32-px texture tiles per class, 8 classes."""
-    return create_demo("histo", tmp_path_factory.mktemp("histo") / "demo", num_per_class=5, size=32)
-
-
-@pytest.fixture(scope="module")
-def expert_ckpt(tmp_path_factory, tiny_histo) -> Path:
+def expert_ckpt(bundle, tmp_path_factory, tiny_demo) -> Path:
     """A ResNet-18 expert trained for one epoch by the bundle's train_expert.json overlay (16 px)."""
     out = tmp_path_factory.mktemp("expert_run")
-    _run("train_expert", dataset_dir=str(tiny_histo), output_dir=str(out), **SPLIT, max_epochs=1, image_size=16,
-         batch_size=8, expert_network="resnet18")  # fmt: skip
+    bundle.run("train_expert", dataset_dir=str(tiny_demo), output_dir=str(out), **SPLIT, max_epochs=1, image_size=16,
+               batch_size=8, expert_network="resnet18")  # fmt: skip
     return out / "models" / "expert" / "best_model.pt"
 
 
 @pytest.fixture(scope="module")
-def aligned(tmp_path_factory, tiny_histo, expert_ckpt) -> dict:
+def aligned(bundle, tmp_path_factory, tiny_demo, expert_ckpt) -> dict:
     """A feature-aligned model (the default) trained for one epoch through a ConfigWorkflow, with its parts."""
     out = tmp_path_factory.mktemp("aligned_run")
-    workflow = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train", logging_file=LOGGING,
-                              dataset_dir=str(tiny_histo), output_dir=str(out), expert_ckpt=str(expert_ckpt),
-                              **SPLIT, **TINY)  # fmt: skip
-    workflow.initialize()
+    workflow = bundle.config_workflow("train", dataset_dir=str(tiny_demo), output_dir=str(out),
+                                      expert_ckpt=str(expert_ckpt), **SPLIT, **TINY)  # fmt: skip
     workflow.run()
     expert = workflow.parser.get_parsed_content("alignment#expert")
     loss = workflow.parser.get_parsed_content("alignment#loss")
@@ -110,9 +54,9 @@ def aligned(tmp_path_factory, tiny_histo, expert_ckpt) -> dict:
     return {"out": out, "expert": expert, "loss": loss, "trainer": trainer}
 
 
-def test_defaults_and_contract_values():
-    train, expert = _parser("train"), _parser("train_expert")
-    evaluate, fewshot = _parser("evaluate"), _parser("train_fewshot")
+def test_defaults_and_contract_values(bundle):
+    train, expert = bundle.parser("train"), bundle.parser("train_expert")
+    evaluate, fewshot = bundle.parser("evaluate"), bundle.parser("train_fewshot")
     assert train["dataset_dir"] == train["demo_dir"] == "data/histo_demo"
     assert train["feature_alignment"] is True and train["expert_input"] == "noisy"
     assert train["projection"] == "linear" and train["align_direction"] == "expert_to_diffusion"
@@ -131,8 +75,7 @@ def test_defaults_and_contract_values():
         assert cfg.get_parsed_content("expert_ckpt") == "/x/models/expert/best_model.pt"
     assert fewshot.get_parsed_content("base_ckpt") == evaluate.get_parsed_content("ckpt_path") == "/x/models/model.pt"
     assert fewshot.get_parsed_content("models_dir") == "/x/models/fewshot"
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["version"] in meta["changelog"]
+    meta = bundle.metadata()  # the model zoo's fields, the version in the changelog
     labels = meta["network_data_format"]["inputs"]["class_labels"]["channel_def"]
     assert [labels[str(i)] for i in range(8)] == list(HISTO_DEMO_CLASSES) and labels["8"].startswith("null")
 
@@ -145,7 +88,7 @@ def test_expert(expert_ckpt):
     assert info["bundle"] == "histo_feature_aligned" and info["class_names"] == list(HISTO_DEMO_CLASSES)
 
 
-def test_aligned_training(aligned, expert_ckpt):
+def test_aligned_training(bundle, aligned, expert_ckpt):
     out, align, loss = aligned["out"], aligned["expert"], aligned["loss"]
     # the trainer got both parts; the expert used for alignment is bit-identical to its checkpoint (BatchNorm buffers
     # included) and still in eval mode
@@ -161,7 +104,7 @@ def test_aligned_training(aligned, expert_ckpt):
     assert ckpt["projection"]["projection.weight"].shape == (16, 512)  # ResNet-18 features -> 16 bottleneck channels
     assert torch.equal(ckpt["projection"]["projection.weight"], loss.projection.weight.detach().cpu())
     assert not any("projection" in k for k in torch.load(models / "model.pt", weights_only=True))
-    info = json.loads((models / "model_info.json").read_text())
+    info = bundle.model_info(out)
     assert info["feature_alignment"] is True and info["alignment"]["expert_input"] == "noisy"
     assert info["alignment"]["projection"] == "linear" and info["alignment"]["direction"] == "expert_to_diffusion"
     assert info["alignment"]["center"] is False and info["alignment"]["alignment_loss_weight"] == 0.5
@@ -170,7 +113,7 @@ def test_aligned_training(aligned, expert_ckpt):
     )
     assert info["network"]["architecture"] == "lightweight" and info["network"]["network_kwargs"]["channels"] == [8, 16]
     assert info["scheduler"]["schedule"] == "linear_beta" and info["image_size"] == 16 and info["in_channels"] == 1
-    rows = _rows(out / "train_log.csv")
+    rows = bundle.csv_rows(out / "train_log.csv")
     assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0
     assert math.isfinite(float(rows[0]["mean_loss_noise"]))
     acc = EventAccumulator(str(next((out / "tensorboard").glob("events.out.tfevents.*"))))
@@ -178,16 +121,16 @@ def test_aligned_training(aligned, expert_ckpt):
     assert {"train/epoch_loss_noise", "train/epoch_loss_align"} <= set(acc.Tags()["scalars"])
 
 
-def test_aligned_inference_and_evaluation(aligned, tiny_histo, expert_ckpt, tmp_path):
+def test_aligned_inference_and_evaluation(bundle, aligned, tiny_demo, expert_ckpt, tmp_path):
     ckpt_path = str(aligned["out"] / "models" / "model.pt")
-    _run("inference", output_dir=str(tmp_path), ckpt_path=ckpt_path, num_samples=8, num_inference_steps=2)
+    bundle.infer(tmp_path, ckpt_path=ckpt_path, num_samples=8)
     names = sorted(p.name for p in (tmp_path / "samples").glob("sample_*.png"))
     assert names == [f"sample_{i:05d}_{c}.png" for i, c in enumerate(HISTO_DEMO_CLASSES)]
     assert Image.open(tmp_path / "samples" / names[0]).mode == "L"
 
-    _run("evaluate", dataset_dir=str(tiny_histo), output_dir=str(tmp_path), ckpt_path=ckpt_path,
-         expert_ckpt=str(expert_ckpt), **SPLIT, num_samples=16, num_seeds=2, samples_per_class=2,
-         num_inference_steps=2, batch_size=8)  # fmt: skip
+    bundle.run("evaluate", dataset_dir=str(tiny_demo), output_dir=str(tmp_path), ckpt_path=ckpt_path,
+               expert_ckpt=str(expert_ckpt), **SPLIT, num_samples=16, num_seeds=2, samples_per_class=2,
+               num_inference_steps=2, batch_size=8)  # fmt: skip
     ev = tmp_path / "eval"
     ga = json.loads((ev / "generation_accuracy.json").read_text())
     assert len(ga["generation_accuracy_per_seed"]) == 2
@@ -202,14 +145,14 @@ def test_aligned_inference_and_evaluation(aligned, tiny_histo, expert_ckpt, tmp_
         assert (ev / png).is_file(), png
 
 
-def test_baseline_and_alignment_options(tmp_path, tiny_histo, expert_ckpt):
-    common = {"dataset_dir": str(tiny_histo), **SPLIT, **TINY}
+def test_baseline_and_alignment_options(bundle, tmp_path, tiny_demo, expert_ckpt):
+    common = {"dataset_dir": str(tiny_demo), **SPLIT, **TINY}
     # baseline: no expert anywhere (none was trained), "false" as the command line passes it, on --device cpu
     base = tmp_path / "baseline"
-    _run("train", **common, output_dir=str(base), feature_alignment="false", device="cpu")
+    bundle.run("train", **common, output_dir=str(base), feature_alignment="false", device="cpu")
     ckpt = torch.load(base / "models" / "checkpoint.pt", weights_only=False)
     assert "projection" not in ckpt and {"network", "ema"} <= set(ckpt)
-    info = json.loads((base / "models" / "model_info.json").read_text())
+    info = bundle.model_info(base)
     assert info["feature_alignment"] is False
     header = next(csv.reader(open(base / "train_log.csv")))
     assert "mean_loss_align" not in header and "mean_loss_noise" not in header and "mean_loss" in header
@@ -217,9 +160,9 @@ def test_baseline_and_alignment_options(tmp_path, tiny_histo, expert_ckpt):
     # MONAI U-Net (default point: input of the middle block), clean-image expert input, REPA direction, MLP projector,
     # centred features
     out = tmp_path / "options"
-    _run("train", **common, output_dir=str(out), expert_ckpt=str(expert_ckpt), architecture="monai",
-         num_head_channels=8, norm_num_groups=4, expert_input="clean", projection="mlp",
-         align_direction="diffusion_to_expert", projection_hidden_dim=32, center_features="true")  # fmt: skip
+    bundle.run("train", **common, output_dir=str(out), expert_ckpt=str(expert_ckpt), architecture="monai",
+               num_head_channels=8, norm_num_groups=4, expert_input="clean", projection="mlp",
+               align_direction="diffusion_to_expert", projection_hidden_dim=32, center_features="true")  # fmt: skip
     proj = torch.load(out / "models" / "checkpoint.pt", weights_only=False)["projection"]
     shapes = {k: tuple(v.shape) for k, v in proj.items() if k.endswith("weight")}
     assert shapes == {
@@ -227,33 +170,33 @@ def test_baseline_and_alignment_options(tmp_path, tiny_histo, expert_ckpt):
         "projection.2.weight": (32, 32),
         "projection.4.weight": (512, 32),
     }
-    info = json.loads((out / "models" / "model_info.json").read_text())
+    info = bundle.model_info(out)
     assert info["network"]["architecture"] == "monai" and info["network"]["network_kwargs"]["norm_num_groups"] == 4
     alignment = info["alignment"]
     assert alignment["direction"] == "diffusion_to_expert" and alignment["expert_input"] == "clean"
     assert alignment["projection"] == "mlp" and alignment["center"] is True
-    assert "mean_loss_align" in _rows(out / "train_log.csv")[0]
+    assert "mean_loss_align" in bundle.csv_rows(out / "train_log.csv")[0]
 
     with pytest.raises(Exception, match="FeatureAlignmentLoss.between") as error:
-        _run("train", **common, output_dir=str(tmp_path / "bad"), expert_ckpt=str(expert_ckpt),
-             align_module="no.such.module")  # fmt: skip
+        bundle.run("train", **common, output_dir=str(tmp_path / "bad"), expert_ckpt=str(expert_ckpt),
+                   align_module="no.such.module")  # fmt: skip
     assert "unknown module_name 'no.such.module'" in str(error.value.__cause__)
     with pytest.raises(Exception, match="from_expert_checkpoint") as error:
-        _run("train", **common, output_dir=str(tmp_path / "no_expert"))
+        bundle.run("train", **common, output_dir=str(tmp_path / "no_expert"))
     assert isinstance(error.value.__cause__, FileNotFoundError) and "train_expert.json" in str(error.value.__cause__)
 
 
-def test_fewshot_with_and_without_prior_preservation_same_budget(tmp_path, tiny_histo):
+def test_fewshot_with_and_without_prior_preservation_same_budget(bundle, tmp_path, tiny_demo):
     """train_fewshot.json from a baseline model on two 'tumour' tiles (an existing class: no new slot): with prior
     preservation (generated parent-class images, mixed batches) and without it, the same iterations per epoch; the
     fine-tuned model samples."""
     base = tmp_path / "base"
-    _run("train", dataset_dir=str(tiny_histo), output_dir=str(base), **SPLIT, **TINY, feature_alignment=False)
+    bundle.run("train", dataset_dir=str(tiny_demo), output_dir=str(base), **SPLIT, **TINY, feature_alignment=False)
     iterations = {}
     for prior in (True, False):
-        run = _copy_models(base, tmp_path / f"prior_{prior}")
-        _run("train_fewshot", output_dir=str(run), instance_dir=str(tiny_histo / "tumour"),
-             with_prior_preservation=str(prior).lower(), **FEWSHOT)  # fmt: skip
+        run = copy_models(base, tmp_path / f"prior_{prior}", *BASE_MODEL)
+        bundle.run("train_fewshot", output_dir=str(run), instance_dir=str(tiny_demo / "tumour"),
+                   with_prior_preservation=str(prior).lower(), **FEWSHOT)  # fmt: skip
         fs = run / "models" / "fewshot"
         info = json.loads((fs / "model_info.json").read_text())
         assert info["bundle"] == "histo_feature_aligned" and info["in_channels"] == 1 and info["image_size"] == 16
@@ -270,22 +213,20 @@ def test_fewshot_with_and_without_prior_preservation_same_budget(tmp_path, tiny_
         ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
         assert "projection" not in ckpt
         iterations[prior] = ckpt["trainer"]["iteration"]
-        _run("inference", output_dir=str(run), ckpt_path=str(fs / "model.pt"), num_samples=8, num_inference_steps=2)
+        bundle.infer(run, ckpt_path=str(fs / "model.pt"), num_samples=8)
         assert len(list((run / "samples").glob("sample_*.png"))) == 8
     # num_repeats = ceil(4 prior images / 2 instance images) = 2 in both runs: 4 pairs per epoch, batches of 2
     assert iterations == {True: 2, False: 2}
 
 
-def test_fewshot_from_aligned_base_loads_projection(aligned, tiny_histo, expert_ckpt, tmp_path, caplog):
+def test_fewshot_from_aligned_base_loads_projection(bundle, aligned, tiny_demo, expert_ckpt, tmp_path, caplog):
     """Few-shot fine-tuning of an aligned base model keeps aligning (the base model_info says so) and starts from the
     projection saved in the base run's checkpoint.pt."""
-    run = _copy_models(aligned["out"], tmp_path / "run")
+    run = copy_models(aligned["out"], tmp_path / "run", *BASE_MODEL)
     base_projection = torch.load(run / "models" / "checkpoint.pt", weights_only=False)["projection"]
-    with _messages(caplog, SLOT_LOGGER) as messages:
-        workflow = ConfigWorkflow(config_file=_files("train_fewshot"), workflow_type="train", logging_file=LOGGING,
-                                  output_dir=str(run), instance_dir=str(tiny_histo / "tumour"),
-                                  expert_ckpt=str(expert_ckpt), **FEWSHOT)  # fmt: skip
-        workflow.initialize()
+    with log_messages(caplog, SLOT_LOGGER) as messages:
+        workflow = bundle.config_workflow("train_fewshot", output_dir=str(run), instance_dir=str(tiny_demo / "tumour"),
+                                          expert_ckpt=str(expert_ckpt), **FEWSHOT)  # fmt: skip
     assert f"projection initialised from {run / 'models' / 'checkpoint.pt'}" in messages
     loss = workflow.parser.get_parsed_content("alignment#loss")
     start = loss.state_dict()
@@ -297,5 +238,5 @@ def test_fewshot_from_aligned_base_loads_projection(aligned, tiny_histo, expert_
     assert info["feature_alignment"] is True and info["fewshot"]["feature_alignment"] is True
     projection = torch.load(fs / "checkpoint.pt", weights_only=False)["projection"]
     assert not torch.equal(projection["projection.weight"], base_projection["projection.weight"])  # and trains on
-    rows = _rows(run / "fewshot_train_log.csv")
+    rows = bundle.csv_rows(run / "fewshot_train_log.csv")
     assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0

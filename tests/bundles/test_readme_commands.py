@@ -21,8 +21,8 @@ import pytest
 from monai.bundle.scripts import run as bundle_run
 
 from medsyn_monai.apps.demo import create_demo
+from tests.bundles._bundle import REPO, Bundle
 
-REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
 TINY = {
     "max_epochs": "1", "image_size": "16", "channels": "[8,16]", "batch_size": "8", "num_head_channels": "8",
@@ -86,7 +86,7 @@ def _arguments(command: str, data: dict[str, str]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_readme_commands_run(bundle, tmp_path, monkeypatch):
-    docs = [REPO / "bundles" / bundle / "docs" / "README.md", REPO / "README.md", REPO / "docs" / "README.md"]
+    docs = [Bundle(bundle).root / "docs" / "README.md", REPO / "README.md", REPO / "docs" / "README.md"]
     todo = [c for doc in docs for c in commands(doc, bundle)]
     assert todo, f"{bundle}'s docs show no command"
     data = _data(tmp_path, bundle)
@@ -101,7 +101,7 @@ def test_readme_commands_run(bundle, tmp_path, monkeypatch):
 
 
 def test_commands_are_found_and_user_paths_replaced(tmp_path):
-    found = {b: commands(REPO / "bundles" / b / "docs" / "README.md", b) for b in BUNDLES}
+    found = {b: commands(Bundle(b).root / "docs" / "README.md", b) for b in BUNDLES}
     assert all(found.values()), {b: len(c) for b, c in found.items()}
     args = _arguments(
         "python -m monai.bundle run --config_file bundles/ct_lightweight/configs/train.json --dataset_dir "

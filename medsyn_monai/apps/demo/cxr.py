@@ -243,9 +243,8 @@ def create_cxr_demo(root: str | Path, num_per_class: int = 200, size: int = 64, 
 
     Layout: ``root/normal/cxr_XXXX.png`` and ``root/pneumonia/cxr_XXXX.png``, plus ``root/README.md`` (which states
     that this is synthetic demo data) and ``root/dataset.json`` (name, description, classes, image list, generator
-    parameters and version). The folder is written atomically and only once
-    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
-    looks complete, and a ``root`` holding this very demo is returned untouched.
+    parameters and version); written once and atomically
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`).
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.

@@ -273,9 +273,8 @@ def create_derm_demo(
     Layout: ``root/lesions/melanoma/derm_XXXX.png``, ``root/lesions/nevus/derm_XXXX.png`` (class folders: point a
     bundle's ``dataset_dir`` at ``root/lesions``), ``root/instance/blue_nevus_XXXX.png`` (the few-shot images: the
     ``instance_dir``), ``root/README.md`` (which states that this is synthetic demo data) and ``root/dataset.json``
-    (classes, image list, generator parameters and version). The folder is written atomically and only once
-    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
-    looks complete, and a ``root`` holding this very demo is returned untouched.
+    (classes, image list, generator parameters and version); written once and atomically
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`).
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.

@@ -336,9 +336,8 @@ def create_histo_demo(root: str | Path, num_per_class: int = 50, size: int = 64,
 
     Layout: ``root/<class>/tile_XXXX.png`` for every class of :data:`HISTO_DEMO_CLASSES`, plus ``root/README.md``
     (which states that this is synthetic demo data and not histology) and ``root/dataset.json`` (name, description,
-    classes, image list, generator parameters and version). The folder is written atomically and only once
-    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`): an interrupted run never leaves a collection that
-    looks complete, and a ``root`` holding this very demo is returned untouched.
+    classes, image list, generator parameters and version); written once and atomically
+    (:func:`~medsyn_monai.apps.demo.utils.write_demo_atomically`).
 
     Args:
         root: destination folder; must be absent, empty, or hold this very demo.
