@@ -78,7 +78,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def _train_summary(run_dir: Path) -> dict[str, Any]:
     rows = list(csv.DictReader(open(run_dir / "train_log.csv")))
-    ckpt = torch.load(run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
     return {
         "epochs_logged": len(rows),
         "iterations": int(ckpt["trainer"]["iteration"]),

@@ -80,7 +80,7 @@ def main() -> None:
         noise = torch.randn(args.num_samples, 1, args.image_size, args.image_size, generator=g)
         labels = torch.arange(args.num_samples) % info["num_classes"] if info["num_classes"] else None
         samples = ConditionalDiffusionInferer(sched).sample(noise, net.eval(), verbose=False, class_labels=labels)
-        iterations = torch.load(out / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"]
+        iterations = torch.load(out / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"]
         hist_l1 = (_hist(samples) - _hist(data)).abs().sum().item()
         rows.append({"model": pred, "iterations": iterations, "train_s": f"{seconds:.0f}", **_stats(samples, border),
                      "hist_l1": hist_l1})  # fmt: skip

@@ -5,6 +5,9 @@ Test modules import them (``from tests._helpers import tiny_unet``); fixtures st
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from medsyn_monai.networks.nets import LightweightDiffusionUNet
@@ -28,3 +31,20 @@ def noise_batches(n_batches: int = 4, labelled: bool = False) -> list[dict[str, 
             b["label"] = torch.randint(0, 2, (4,), generator=g)
         batches.append(b)
     return batches
+
+
+class _CreatesMarker:
+    """Stands for the code a crafted ``.pt`` file runs when unpickled: here, creating the file ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def save_crafted_pickle(path: Path, marker: Path, key: str = "network") -> Path:
+    """``torch.save`` a dict ``{key: obj}`` to ``path`` whose full unpickling would create the file ``marker`` (a
+    crafted checkpoint: loading it with ``weights_only=False`` runs code); returns ``path``."""
+    torch.save({key: _CreatesMarker(marker)}, path)
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import re
@@ -90,8 +91,9 @@ class ImageCollection:
     ``skip_bad_files``) a warning, a CSV report at ``report_path`` and records without those files.
 
     Records are dicts ``{"image": path | list of DICOM paths | ndarray, "label": int, "class_name": str,
-    "case_id": str, "split": "train" | "val" | "test", "source_format": str}`` (``label`` and ``class_name`` only
-    when labelled). A DICOM series is one record (its slices never end up in different splits).
+    "case_id": str, "split": "train" | "val" | "test", "source_format": str, "dataset_root": str}`` (``label`` and
+    ``class_name`` only when labelled; ``dataset_root``: the folder that reports write paths relative to). A DICOM
+    series is one record (its slices never end up in different splits).
 
     Args:
         root: the ``dataset_dir`` (a folder, or a ``.npz``/``.csv`` file).
@@ -159,6 +161,7 @@ class ImageCollection:
         self.class_names: list[str] | None = None
         self.problems: list[BadFileError] = []
         self.records: list[dict[str, Any]] = []
+        self._fingerprint: str | None = None
         self.context = f"dataset_dir '{self.root}'"
 
         if not self.root.exists():
@@ -183,6 +186,7 @@ class ImageCollection:
             report_path=self.report_path,
             context=self.context,
             append=False,
+            report_root=self._base,
         )
         if not self.records:
             raise DataValidationError(
@@ -222,6 +226,71 @@ class ImageCollection:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def require_labels(self, purpose: str) -> ImageCollection:
+        """Raise a clear error when the collection is unlabelled (``purpose`` needs class labels); returns ``self``.
+
+        Raises:
+            DataValidationError: no labels, or fewer than 2 classes.
+
+        Example:
+            >>> import tempfile
+            >>> from PIL import Image
+            >>> root = Path(tempfile.mkdtemp())
+            >>> for i in range(3):
+            ...     Image.new("L", (8, 8)).save(root / f"img_{i}.png")
+            >>> ImageCollection(root, val_fraction=0.0, test_fraction=0.0).require_labels("an expert classifier")
+            Traceback (most recent call last):
+            ...
+            medsyn_monai.data.errors.DataValidationError: an expert classifier needs class labels, but dataset_dir ...
+        """
+        if self.labelled and self.class_names is not None and len(self.class_names) >= 2:
+            return self
+        found = "unlabelled images" if not self.labelled else f"only the classes {self.class_names}"
+        raise DataValidationError(
+            context=self.context,
+            message=f"{purpose} needs class labels, but {self.context} holds {found} ({self.layout} layout): point "
+            "dataset_dir at one folder per class, a CSV manifest with a label column, or a labelled MedMNIST .npz "
+            "(at least 2 classes).",
+        )
+
+    def fingerprint(self) -> str:
+        """A content fingerprint of the data set: SHA-256 (first 16 hex digits) over every record's split, case id,
+        label and the bytes of its files (with their paths relative to ``root``; an in-memory array by its shape,
+        dtype and bytes). It changes when any image, label or split changes, never with where the data lie, and
+        holds no path; training runs record it to tell on resume whether the data are the same.
+
+        Example:
+            >>> import tempfile
+            >>> from PIL import Image
+            >>> root = Path(tempfile.mkdtemp())
+            >>> for i in range(4):
+            ...     Image.new("L", (8, 8), color=i).save(root / f"img_{i}.png")
+            >>> len(ImageCollection(root, val_fraction=0.0, test_fraction=0.0).fingerprint())
+            16
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for record in sorted(self.records, key=lambda r: (r["split"], str(r["case_id"]))):
+                digest.update(f"{record['split']}|{record['case_id']}|{record.get('label')}\n".encode())
+                self._hash_source(digest, record["image"])
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def _hash_source(self, digest: Any, source: Any) -> None:
+        if isinstance(source, np.ndarray):
+            digest.update(f"{source.shape}|{source.dtype}\n".encode())
+            digest.update(np.ascontiguousarray(source).tobytes())
+            return
+        paths = [Path(p) for p in source] if isinstance(source, (list, tuple)) else [Path(source)]
+        files: list[Path] = []
+        for path in paths:
+            files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(f"{self._rel(file)}\n".encode())
+            with open(file, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
 
     def __repr__(self) -> str:
         counts = Counter(r["split"] for r in self.records)
@@ -388,8 +457,13 @@ class ImageCollection:
         problem = tiff_header_problem(path)
         return None if problem is None else BadFileError(path, problem)
 
+    @property
+    def _base(self) -> Path:
+        """The folder that relative paths start from: ``root``, or the folder of a ``root`` file (CSV, .npz)."""
+        return self.root if self.root.is_dir() else self.root.parent
+
     def _rel(self, path: Path) -> str:
-        base = self.root if self.root.is_dir() else self.root.parent
+        base = self._base
         try:
             rel = path.relative_to(base).as_posix()
         except ValueError:
@@ -516,7 +590,12 @@ class ImageCollection:
             if labels is not None and labels[i] is not None:
                 record["label"] = int(labels[i])
                 record["class_name"] = self.class_names[labels[i]] if self.class_names else str(labels[i])
-            record.update(case_id=case.case_id, split=splits[case.case_id], source_format=str(case.source_format))
+            record.update(
+                case_id=case.case_id,
+                split=splits[case.case_id],
+                source_format=str(case.source_format),
+                dataset_root=str(self._base),
+            )
             self.records.append(record)
 
     # ------------------------------------------------------------------ CSV
@@ -708,5 +787,7 @@ class ImageCollection:
                         continue
                     record["label"] = value
                     record["class_name"] = self.class_names[value] if self.class_names is not None else str(value)
-                record.update(case_id=case_id, split=split, source_format=str(SourceFormat.NPZ))
+                record.update(
+                    case_id=case_id, split=split, source_format=str(SourceFormat.NPZ), dataset_root=str(self._base)
+                )
                 self.records.append(record)

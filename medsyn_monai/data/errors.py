@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,6 +88,28 @@ class DataValidationError(ValueError):
         super().__init__(text)
 
 
+def _relative(path: str, root: str | os.PathLike | None) -> str:
+    """``path`` relative to ``root`` when it lies under it (labels such as ``data.npz:train[3]`` too)."""
+    if root is None:
+        return path
+    base = os.path.abspath(root)
+    file, sep, rest = path.partition(".npz:") if ".npz:" in path else (path, "", "")
+    full = os.path.abspath(file + (".npz" if sep else ""))
+    if os.path.commonpath([base, full]) != base:
+        return path
+    rel = Path(os.path.relpath(full, base)).as_posix()
+    return f"{rel}:{rest}" if sep else rel
+
+
+def _relative_text(text: str, root: str | os.PathLike | None) -> str:
+    """``text`` (e.g. a reason quoting the file) with the paths under ``root`` written relative to it."""
+    if root is None:
+        return text
+    base = os.path.abspath(root)
+    text = text.replace(base + os.sep, "")
+    return re.sub(re.escape(base) + r"(?=$|[\s'\":;,)\]])", ".", text)  # the folder itself, not /data2 of /data
+
+
 def handle_problems(
     problems: Sequence[BadFileError],
     *,
@@ -94,6 +117,7 @@ def handle_problems(
     report_path: str | os.PathLike | None,
     context: str,
     append: bool = False,
+    report_root: str | os.PathLike | None = None,
 ) -> None:
     """Raise for, or skip and report, the problems found in a dataset.
 
@@ -108,6 +132,8 @@ def handle_problems(
         report_path: CSV file listing the skipped files; its parent folders are created. ``None``: no report.
         context: where the problems were found (used in messages), e.g. ``"dataset_dir '/data/ct'"``.
         append: add rows to an existing report instead of replacing it (no second header line).
+        report_root: the data set's folder: report paths under it (in the ``path`` and ``reason`` columns) are
+            written relative to it (the report holds no absolute input path); messages keep the full paths.
 
     Raises:
         DataValidationError: when there are problems and ``skip_bad_files`` is false.
@@ -135,5 +161,5 @@ def handle_problems(
         if write_header:
             writer.writerow(["path", "stage", "reason"])
         for p in problems:
-            writer.writerow([p.path, p.stage, p.reason])
+            writer.writerow([_relative(p.path, report_root), p.stage, _relative_text(p.reason, report_root)])
     logger.warning("%d bad file(s) skipped in %s; list written to %s", len(problems), context, report)

@@ -85,6 +85,23 @@ def source_format_of(path: str | os.PathLike | Sequence[str | os.PathLike]) -> S
     raise BadFileError(p, f"unsupported file type {suffix!r}: expected DICOM, NIfTI, PNG, JPEG or TIFF", stage="load")
 
 
+def _check_finite(image: torch.Tensor, where: str) -> None:
+    """Raise a load-stage :class:`BadFileError` when ``image`` holds NaN or infinite values."""
+    if not image.is_floating_point():
+        return
+    finite = torch.isfinite(image)
+    if bool(finite.all()):
+        return
+    nan = int(torch.isnan(image).sum())
+    inf = int(finite.numel() - int(finite.sum())) - nan
+    raise BadFileError(
+        where,
+        f"{nan} NaN and {inf} infinite value(s) among {finite.numel()}: an image must hold finite numbers "
+        "(fix or remove the file)",
+        stage="load",
+    )
+
+
 def _pil_converter(img: Any) -> Any:
     """Convert PIL modes numpy cannot use as they are: palette, alpha, bilevel, CMYK ... (8-bit stays 8-bit)."""
     mode = img.mode
@@ -437,6 +454,9 @@ class LoadMedicalImage(Transform):
     ``numpy.ndarray`` or tensor (e.g. a MedMNIST sample) -> ``(H, W)`` becomes ``(1, W, H)``, ``(H, W, 3)`` becomes
     ``(3, W, H)`` and ``(D, H, W)`` becomes ``(1, W, H, D)``, i.e. MONAI's (x, y[, z]) axis order.
 
+    Images holding NaN or infinite values are bad files (:class:`~medsyn_monai.data.BadFileError`), like unreadable
+    ones, so ``skip_bad_files`` skips and reports them.
+
     The result is a float32 :class:`monai.data.MetaTensor` whose meta data also holds ``source_format`` (a
     :class:`~medsyn_monai.utils.enums.SourceFormat` value), ``filename_or_obj``, ``bit_depth`` (8 or 16 for PNG/JPEG
     from the Pillow mode, ``BitsPerSample`` for unsigned TIFF, ``BitsStored`` for DICOM, 8/16 for uint8/uint16
@@ -510,6 +530,7 @@ class LoadMedicalImage(Transform):
             raise BadFileError(where, _describe_error(e, fmt), stage="load") from e
         if not isinstance(img, MetaTensor):
             img = MetaTensor(img)
+        _check_finite(img.as_tensor(), where)
         meta = img.meta
         meta["source_format"] = str(fmt)
         if fmt in (SourceFormat.PNG, SourceFormat.JPEG):
@@ -539,7 +560,9 @@ class LoadMedicalImage(Transform):
             "photometric_interpretation": None,
             "spacing": np.ones(out.ndim - 1),
         }
-        return MetaTensor(torch.from_numpy(np.array(out, copy=True)), meta=meta)
+        image = torch.from_numpy(np.array(out, copy=True))
+        _check_finite(image, label)
+        return MetaTensor(image, meta=meta)
 
 
 class LoadMedicalImaged(MapTransform):

@@ -172,6 +172,8 @@ def _reason(err: BaseException) -> str:
     """First line of the root cause: MONAI wraps transform errors in ``RuntimeError("applying transform ...")``."""
     while err.__cause__ is not None and str(err).startswith("applying transform"):
         err = err.__cause__
+    if isinstance(err, BadFileError):  # raised by a loading transform: its reason, not "BadFileError: <path>: ..."
+        return err.reason
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
@@ -277,6 +279,7 @@ class SliceDataset(Dataset):
             report_path=report_path,
             context=f"loading {len(records)} record(s)",
             append=True,
+            report_root=next((r["dataset_root"] for r in records if r.get("dataset_root")), None),
         )
         if not images:
             message = f"no slice left to train on out of {len(records)} record(s)"
@@ -405,6 +408,45 @@ class SliceDataset(Dataset):
             progress=progress,
             cache_dtype=self.cache_dtype,
         )
+
+    def check_files(self, data: Sequence[Mapping[str, Any]], name: str = "records") -> int:
+        """Load ``data`` exactly as this dataset loads its own (preprocessing, slicing, slice transform) without
+        keeping anything, and apply the same bad-file policy: an error listing every file that fails (or, with
+        ``skip_bad_files``, a warning and a report). Training configs call it for the validation and test splits,
+        so a corrupt file there stops the run before anything is written, not at evaluation.
+
+        Args:
+            data: records, e.g. ``collection.data("val") + collection.data("test")``.
+            name: what the records are, for messages.
+
+        Returns:
+            the number of slices the records give.
+
+        Raises:
+            DataValidationError: files fail to load (without ``skip_bad_files``).
+
+        Example:
+            >>> import torch
+            >>> train = SliceDataset([{"image": torch.zeros(1, 4, 4)}], preprocess=None)
+            >>> train.check_files([{"image": torch.ones(1, 4, 4)}, {"image": torch.ones(1, 4, 4)}], "test split")
+            2
+        """
+        records = list(data)
+        problems_before = len(self.problems)
+        count = 0
+        for record in records:
+            slices = self._load_record(record)
+            count += len(slices or [])
+        found, self.problems = self.problems[problems_before:], self.problems[:problems_before]
+        handle_problems(
+            found,
+            skip_bad_files=self.skip_bad_files,
+            report_path=self.report_path,
+            context=f"checking {len(records)} {name}",
+            append=True,
+            report_root=next((r["dataset_root"] for r in records if r.get("dataset_root")), None),
+        )
+        return count
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -23,10 +24,14 @@ from medsyn_monai.engines.prepare_batch import DiffusionPrepareBatch
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
 from medsyn_monai.networks.utils import FeatureHook, HookTarget
-from medsyn_monai.utils.cli import as_bool
+from medsyn_monai.utils.cli import NONE_STRINGS, as_bool
 from medsyn_monai.utils.enums import ExpertInput
 
 __all__ = ["DiffusionTrainer"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite (more often than ``max_nonfinite_batches`` allows)."""
 
 
 class DiffusionTrainer(SupervisedTrainer):
@@ -64,6 +69,11 @@ class DiffusionTrainer(SupervisedTrainer):
     are in :attr:`loss_components`, which :class:`~medsyn_monai.handlers.TrainingStatsHandler` logs by default.
     AMP, gradient accumulation, clipping (of the network and projection parameters) and ``compile`` work as usual.
 
+    A NaN or infinite loss never reaches the weights: the first one stops training with
+    :class:`NonFiniteLossError` before the backward pass (naming the epoch and iteration and the usual causes), or,
+    with ``max_nonfinite_batches=N``, up to ``N`` such batches are skipped (no parameter update; a warning each) and
+    the ``N+1``-th stops training. The count is ``engine.state.nonfinite_batches``.
+
     Args:
         device: device to train on (a ``torch.device`` or a string such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         max_epochs: number of epochs.
@@ -78,7 +88,8 @@ class DiffusionTrainer(SupervisedTrainer):
         label_key: batch key of the class labels for a class-conditional network, or ``None``.
         cond_drop_prob: probability of replacing a label by ``null_class_label`` (classifier-free guidance).
         null_class_label: index of the "no class" embedding.
-        max_grad_norm: clip the gradient norm to this value (``None``: no clipping).
+        max_grad_norm: clip the gradient norm to this value (``None``, or the command-line string ``"null"`` /
+            ``"none"``: no clipping).
         train_handlers: Ignite/MONAI handlers to attach.
         epoch_length: iterations per epoch (default: the loader's length).
         amp: CUDA automatic mixed precision (float16 with gradient scaling); the command-line spellings of
@@ -95,6 +106,7 @@ class DiffusionTrainer(SupervisedTrainer):
         alignment_loss_weight: weight ``w2`` of the alignment loss (0.5 by default, REPA's ``lambda``).
         sample_weight_key: batch key of per-sample loss weights ``(B,)`` (non-negative), or ``None``.
         sample_weight_normalize: divide the weighted sum by the sum of the weights instead of the batch size.
+        max_nonfinite_batches: batches with a NaN/inf loss to skip before training stops (0: stop at the first).
         kwargs: any other :class:`~monai.engines.SupervisedTrainer` argument.
 
     Raises:
@@ -143,10 +155,17 @@ class DiffusionTrainer(SupervisedTrainer):
         alignment_loss_weight: float = 0.5,
         sample_weight_key: str | None = None,
         sample_weight_normalize: bool = False,
+        max_nonfinite_batches: int = 0,
         **kwargs: Any,
     ) -> None:
-        if max_grad_norm is not None and max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}.")
+        if int(max_nonfinite_batches) < 0:
+            raise ValueError(f"max_nonfinite_batches must be >= 0, got {max_nonfinite_batches}.")
+        if isinstance(max_grad_norm, str) and max_grad_norm.strip().lower() in NONE_STRINGS:
+            max_grad_norm = None  # the command line's --max_grad_norm null (python-fire passes the string)
+        if max_grad_norm is not None and (
+            isinstance(max_grad_norm, (bool, str)) or not math.isfinite(float(max_grad_norm)) or max_grad_norm <= 0
+        ):
+            raise ValueError(f"max_grad_norm must be a positive number or None (null), got {max_grad_norm!r}.")
         for name, value in (("noise_loss_weight", noise_loss_weight), ("alignment_loss_weight", alignment_loss_weight)):
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
@@ -209,7 +228,13 @@ class DiffusionTrainer(SupervisedTrainer):
         self.max_grad_norm = max_grad_norm
         self._sample_weights: torch.Tensor | None = None
         self._batch_checked = False
+        self.max_nonfinite_batches = int(max_nonfinite_batches)
+        setattr(self.state, "nonfinite_batches", 0)  # noqa: B010  # ignite's State takes new attributes
+        self._skip_update = False
         self.add_event_handler(Events.ITERATION_STARTED, self._check_first_batch)
+        self.add_event_handler(Events.STARTED, lambda engine: setattr(engine.state, "nonfinite_batches", 0))
+        self.add_event_handler(IterationEvents.LOSS_COMPLETED, self._check_loss)
+        self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._skip_nonfinite_update)
         if max_grad_norm is not None:
             self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._clip_gradients)
 
@@ -322,6 +347,40 @@ class DiffusionTrainer(SupervisedTrainer):
                 f"bundle's in_channels to {images.shape[1]} (command line: --in_channels {images.shape[1]}) or convert "
                 "the images (e.g. RGBToGreyd)."
             )
+
+    def _check_loss(self, engine: Engine) -> None:
+        """Stop (or, within ``max_nonfinite_batches``, skip the update) when the loss is NaN or infinite."""
+        output: Any = engine.state.output
+        loss = output[Keys.LOSS]
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        count = int(getattr(engine.state, "nonfinite_batches", 0)) + 1
+        setattr(engine.state, "nonfinite_batches", count)  # noqa: B010  # ignite's State takes new attributes
+        where = f"epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+        if count > self.max_nonfinite_batches:
+            allowed = f" (more than max_nonfinite_batches={self.max_nonfinite_batches})" * (
+                self.max_nonfinite_batches > 0
+            )
+            raise NonFiniteLossError(
+                f"the training loss is {float(loss.detach().float().mean())} at {where}{allowed}: training stopped "
+                "before this batch changed the weights (a checkpoint holds only finite weights). Usual causes: "
+                "NaN/inf or extreme values in the images, too high a learning rate (--learning_rate), no gradient "
+                "clipping (--max_grad_norm), float16 overflow (--amp false). To skip a few such batches instead, set "
+                "--max_nonfinite_batches N."
+            )
+        logging.getLogger(__name__).warning(
+            f"non-finite loss at {where}: batch skipped ({count} of at most {self.max_nonfinite_batches})"
+        )
+        self._skip_update = True
+
+    def _skip_nonfinite_update(self, engine: Engine) -> None:
+        """Drop the gradients of a skipped batch, so the optimizer step leaves every parameter as it was."""
+        if not self._skip_update:
+            return
+        self._skip_update = False
+        if self.amp and self.scaler is not None:
+            return  # the gradient scaler skips steps with non-finite gradients itself
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _clip_gradients(self, engine: Engine) -> None:
         if self.amp and self.scaler is not None:

@@ -1,5 +1,11 @@
 from .best_checkpoint import BestCheckpointHandler
-from .checkpoint import AtomicCheckpoint
+from .checkpoint import (
+    AtomicCheckpoint,
+    NonFiniteWeightsError,
+    SettingsMismatchError,
+    parse_resume,
+    settings_differences,
+)
 from .ema import ExponentialMovingAverage
 from .progress_bar import LossProgressBar
 from .sample_grid import SampleGridHandler
@@ -11,7 +17,11 @@ __all__ = [
     "BestCheckpointHandler",
     "ExponentialMovingAverage",
     "LossProgressBar",
+    "NonFiniteWeightsError",
     "SampleGridHandler",
+    "SettingsMismatchError",
     "TimeBudget",
     "TrainingStatsHandler",
+    "parse_resume",
+    "settings_differences",
 ]

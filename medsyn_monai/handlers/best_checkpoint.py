@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-from medsyn_monai.utils.io import atomic_write, write_json
+from medsyn_monai.utils.io import atomic_write, load_torch_file, write_json
 
 __all__ = ["BestCheckpointHandler"]
 
@@ -113,7 +113,7 @@ class BestCheckpointHandler:
         """
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no best model in {self.save_dir} yet: no evaluation epoch has completed.")
-        state = torch.load(self.model_path, map_location="cpu", weights_only=True)
+        state = load_torch_file(self.model_path, "best weights")
         self.network.load_state_dict(state)
         self.logger.info(f"restored the best weights ({self.metric_name} {self.best_value}) from {self.model_path}")
         return self.network

@@ -22,8 +22,8 @@ class SampleGridHandler:
     """Every ``interval`` epochs (and at the end), sample images from the (EMA) network and log the grid.
 
     The same starting noise (``seed``) is used every time, so successive grids show how the model improves. The grid
-    goes to TensorBoard (``add_image`` with tag ``tag``) and, when ``output_dir`` is given, to
-    ``output_dir/epoch_XXXX.png``. For class-conditional networks the grid cycles through ``class_labels``.
+    goes to TensorBoard (``add_image`` with tag ``tag``, the iteration as its step) and, when ``output_dir`` is
+    given, to ``output_dir/epoch_XXXX.png``. For class-conditional networks the grid cycles through ``class_labels``.
 
     Args:
         network: network to sample from (usually the EMA copy: ``ignite.handlers.EMAHandler.ema_model``).
@@ -123,7 +123,7 @@ class SampleGridHandler:
         self.last_grid = grid
         epoch = engine.state.epoch
         if self.summary_writer is not None:
-            self.summary_writer.add_image(self.tag, grid, global_step=epoch, dataformats="HWC")
+            self.summary_writer.add_image(self.tag, grid, global_step=engine.state.iteration, dataformats="HWC")
             self.summary_writer.flush()
         if self.output_dir is not None:
             path = save_grid_png(grid, self.output_dir / f"epoch_{epoch:04d}.png")

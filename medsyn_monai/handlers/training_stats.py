@@ -13,6 +13,8 @@ from typing import Any
 from ignite.engine import Engine, Events
 from torch.optim import Optimizer
 
+from medsyn_monai.utils.io import atomic_write
+
 __all__ = ["TrainingStatsHandler"]
 
 
@@ -22,10 +24,15 @@ class TrainingStatsHandler:
     Per iteration (every ``iteration_interval``): ``train/loss`` and ``train/lr``. Per epoch: the mean loss
     (``train/epoch_loss``), learning rate, wall time and images per second, logged to the console and appended to
     ``csv_path`` (columns ``epoch,iteration,mean_loss,lr,epoch_seconds,images_per_second``) so that a run can be
-    inspected without TensorBoard. A run terminated inside an epoch (e.g. by
-    :class:`~medsyn_monai.handlers.TimeBudget`) logs that partial epoch too. Expects ``engine.state.output["loss"]``
-    (MONAI trainers) and the batch size from ``engine.state.output["image"]``. Further scalar entries of the output
-    named in ``extra_keys`` (by default the engine's ``loss_components``, e.g. ``"loss_noise"``, ``"loss_align"`` of
+    inspected without TensorBoard. Every TensorBoard scalar uses the iteration as its step, so that a resumed run's
+    ``SummaryWriter(purge_step=...)`` (:attr:`~medsyn_monai.handlers.AtomicCheckpoint.purge_step`) hides all that a
+    killed run logged after its last checkpoint; likewise, when this run trains its first epoch ``e``, rows of
+    epochs ``>= e`` (logged by a run that was killed before saving them) are dropped from ``csv_path``, so every
+    epoch appears once. Batches with a non-finite loss (skipped by the trainer) are left out of the means. A run
+    terminated inside an epoch (e.g. by :class:`~medsyn_monai.handlers.TimeBudget`) logs that partial epoch too.
+    Expects ``engine.state.output["loss"]`` (MONAI trainers) and the batch size from
+    ``engine.state.output["image"]``. Further scalar entries of the output named in ``extra_keys`` (by default the
+    engine's ``loss_components``, e.g. ``"loss_noise"``, ``"loss_align"`` of
     :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are logged the same way: ``train/<key>``
     per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the
     output never held the key).
@@ -66,6 +73,7 @@ class TrainingStatsHandler:
         self._images = 0
         self._t0 = 0.0
         self._logged_epoch: int | None = None
+        self._csv_checked = False
 
     @property
     def lr(self) -> float:
@@ -85,6 +93,9 @@ class TrainingStatsHandler:
             self._epoch_completed(engine)
 
     def _epoch_started(self, engine: Engine) -> None:
+        if not self._csv_checked:
+            self._csv_checked = True
+            self._drop_rows_from(engine.state.epoch)
         self._loss_sum, self._count, self._images, self._t0 = 0.0, 0, 0, time.perf_counter()
         self._extra_sums = {k: 0.0 for k in self.extra_keys}
         self._extra_counts = {k: 0 for k in self.extra_keys}
@@ -93,6 +104,8 @@ class TrainingStatsHandler:
         output: Any = engine.state.output  # the trainer's output dictionary (ignite types it loosely)
         loss_value = output["loss"]
         loss = float(loss_value.detach()) if hasattr(loss_value, "detach") else float(loss_value)
+        if not math.isfinite(loss):  # a batch the trainer skipped (max_nonfinite_batches): not part of the mean
+            return
         self._loss_sum += loss
         self._count += 1
         image = output.get("image") if isinstance(output, dict) else None
@@ -131,11 +144,12 @@ class TrainingStatsHandler:
             f"{row['epoch_seconds']:.1f} s  {row['images_per_second']:.0f} img/s"
         )
         if self.summary_writer is not None:
-            self.summary_writer.add_scalar("train/epoch_loss", row["mean_loss"], row["epoch"])
+            step = row["iteration"]
+            self.summary_writer.add_scalar("train/epoch_loss", row["mean_loss"], step)
             for key in self.extra_keys:
                 if not math.isnan(row[f"mean_{key}"]):
-                    self.summary_writer.add_scalar(f"train/epoch_{key}", row[f"mean_{key}"], row["epoch"])
-            self.summary_writer.add_scalar("train/images_per_second", row["images_per_second"], row["epoch"])
+                    self.summary_writer.add_scalar(f"train/epoch_{key}", row[f"mean_{key}"], step)
+            self.summary_writer.add_scalar("train/images_per_second", row["images_per_second"], step)
             self.summary_writer.flush()
         if self.csv_path is not None:
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,3 +159,34 @@ class TrainingStatsHandler:
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
+
+    def _drop_rows_from(self, epoch: int) -> None:
+        """Rewrite ``csv_path`` without the rows of epochs ``>= epoch`` (and any line cut short by a kill)."""
+        if self.csv_path is None or not self.csv_path.is_file():
+            return
+        with open(self.csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames or [])
+            rows = list(reader)
+
+        def keep(row: dict[str, Any]) -> bool:
+            if None in row or any(row.get(k) in (None, "") for k in fields):  # a partly written line
+                return False
+            try:
+                return int(row["epoch"]) < epoch
+            except (KeyError, ValueError):
+                return False
+
+        kept = [r for r in rows if keep(r)]
+        if len(kept) == len(rows):
+            return
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(self.csv_path, write)
+        dropped = len(rows) - len(kept)
+        self.logger.info(f"{self.csv_path}: dropped {dropped} row(s) of epochs >= {epoch} (trained again)")

@@ -26,6 +26,8 @@ __all__ = [
     "ExpertInput",
     "AlignmentProjection",
     "AlignmentDirection",
+    "ResumeMode",
+    "ExportFormat",
 ]
 
 
@@ -210,3 +212,31 @@ class AlignmentDirection(StrEnum):
 
     EXPERT_TO_DIFFUSION = "expert_to_diffusion"
     DIFFUSION_TO_EXPERT = "diffusion_to_expert"
+
+
+class ResumeMode(StrEnum):
+    """What a training run does with an existing ``checkpoint.pt`` (``--resume``; ``true``/``false`` spellings too).
+
+    - ``AUTO``: resume when the recorded settings equal the current ones, else stop and list the differences.
+    - ``OVERRIDE``: resume with the current settings even where they differ (the differences are logged).
+    - ``RESTART``: start over; the previous run's outputs are moved aside, never deleted.
+    """
+
+    AUTO = "auto"
+    OVERRIDE = "override"
+    RESTART = "restart"
+
+
+class ExportFormat(StrEnum):
+    """File formats of :class:`~medsyn_monai.apps.export.SyntheticExporter`.
+
+    - ``PNG``: 8-bit (or 16-bit grey-scale with ``png_bits=16``) PNG.
+    - ``NIFTI``: float32 NIfTI in the training intensity range (e.g. HU for CT).
+    - ``DICOM``: Secondary Capture marked synthetic (:class:`~medsyn_monai.apps.export.SyntheticDicomWriter`).
+    - ``ALL``: the three of them.
+    """
+
+    PNG = "png"
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    ALL = "all"

@@ -117,7 +117,7 @@ class Bundle:
         TensorBoard events and one finite ``mean_loss`` an epoch in ``train_log.csv``; returns the checkpoint."""
         models = out / "models"
         assert {"checkpoint.pt", "model.pt", "model_info.json"} <= {p.name for p in models.iterdir()}
-        ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
+        ckpt = torch.load(models / "checkpoint.pt", weights_only=True)
         assert {"network", "ema", "optimizer", "lr_scheduler", "trainer"} <= set(ckpt)
         assert list((out / "tensorboard").glob("events.out.tfevents.*"))
         rows = cls.csv_rows(out / "train_log.csv")

@@ -186,7 +186,7 @@ def test_nih_layout_and_unconditional(bundle, tmp_path):
     bundle.train(out, root, max_epochs=1, val_fraction=0.0, test_fraction=0.0)
     info = bundle.model_info(out)
     assert info["class_names"] == ["Parasitized", "Uninfected"] and info["in_channels"] == 3
-    assert torch.load(out / "models" / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 10 // 8
+    assert torch.load(out / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 10 // 8
 
     out2 = tmp_path / "run_uncond"
     bundle.train(out2, root, max_epochs=1, val_fraction=0.0, test_fraction=0.0, conditional="false", augment="false")

@@ -4,6 +4,7 @@ the augmentation study of the base or (``--model_subdir fewshot``) the fine-tune
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -51,7 +52,7 @@ def test_defaults_and_metadata(bundle):
     assert train["model_info"]["null_class_label"] == "@num_classes"
     assert train["feature_alignment"] is False and train["expert_input"] == "noisy" and train["projection"] == "linear"
     assert train["train"]["trainer"]["feature_alignment"] == "@alignment#loss"
-    assert train["train"]["handlers"][-1]["save_dict"]["projection"] == "@alignment#loss"
+    assert train["checkpointer"]["save_dict"]["projection"] == "@alignment#loss"
     assert fewshot["num_class_images"] == 100 and fewshot["prior_loss_weight"] == 1.0
     assert fewshot["instance_dir"] == "data/derm_demo/instance" and fewshot["instance_class"] == "blue_nevus"
     assert fewshot["parent_class"] == "nevus" and fewshot["with_prior_preservation"] is True
@@ -109,8 +110,9 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
     assert few["new_slot"] and few["instance_label"] == 2 and few["parent_label"] == 1
     assert few["num_instance_images"] == 3 and few["num_class_images"] == 6 and few["prior_loss_weight"] == 1.0
     assert few["with_prior_preservation"] is True and few["feature_alignment"] is False
-    assert few["base_class_names"] == ["melanoma", "nevus"] and few["base_ckpt"] == str(run / "models" / "model.pt")
-    ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
+    assert few["base_class_names"] == ["melanoma", "nevus"] and few["base_ckpt"] == "model.pt"  # no path in outputs
+    assert few["base_sha256"] == hashlib.sha256((run / "models" / "model.pt").read_bytes()).hexdigest()
+    ckpt = torch.load(fs / "checkpoint.pt", weights_only=True)
     # epoch = max(3 instance images, 6 prior images) = 6 pairs; batches of 2 pairs (4 images: 2 instance + 2 prior)
     assert ckpt["trainer"]["iteration"] == 2 * (6 // 2) and "projection" not in ckpt
     table = ckpt["network"][EMBED]
@@ -128,7 +130,7 @@ def test_fewshot_new_slot_with_prior_preservation_then_inference_and_evaluation(
     mtimes = {p.name: os.stat(p).st_mtime_ns for p in prior_dir.iterdir()}
     bundle.run("train_fewshot", **{**args, "max_epochs": 3})
     assert {p.name: os.stat(p).st_mtime_ns for p in prior_dir.iterdir()} == mtimes
-    assert torch.load(fs / "checkpoint.pt", weights_only=False)["trainer"]["iteration"] == 3 * 3
+    assert torch.load(fs / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 3 * 3
 
     bundle.infer(run, ckpt_path=str(fs / "model.pt"), num_samples_per_class=1)
     samples = run / "samples"
@@ -172,7 +174,7 @@ def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(bundle, 
     models = run / "models"
     info = bundle.model_info(run)
     assert info["feature_alignment"] is True and info["alignment"]["expert_input"] == "noisy"
-    base_ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
+    base_ckpt = torch.load(models / "checkpoint.pt", weights_only=True)
     base_projection = base_ckpt["projection"]
     assert base_projection["projection.weight"].shape == (16, 512)  # ResNet-18 features -> 16 bottleneck channels
     assert not any("projection" in k for k in torch.load(models / "model.pt", weights_only=True))
@@ -189,7 +191,7 @@ def test_fewshot_existing_class_from_aligned_base_and_evaluation_on_cpu(bundle, 
     assert fs_info["class_names"] == ["melanoma", "nevus"] and not fs_info["fewshot"]["new_slot"]
     assert fs_info["fewshot"]["instance_label"] == fs_info["fewshot"]["parent_label"] == 0
     assert fs_info["fewshot"]["feature_alignment"] is True and fs_info["feature_alignment"] is True
-    ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(fs / "checkpoint.pt", weights_only=True)
     assert ckpt["network"][EMBED].shape[0] == 3 and set(ckpt["projection"]) == set(base_projection)
     assert not torch.equal(ckpt["projection"]["projection.weight"], base_projection["projection.weight"])  # trained
     assert len(list((run / "prior_images" / "melanoma").glob("prior_*.png"))) == 6
@@ -239,5 +241,5 @@ def test_fewshot_alignment_switched_on_over_unaligned_base(bundle, base, tmp_pat
     assert any(m.startswith("new class slot 2 ('blue_nevus')") for m in messages)
     fs = run / "models" / "fewshot"
     assert json.loads((fs / "model_info.json").read_text())["fewshot"]["feature_alignment"] is True
-    ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(fs / "checkpoint.pt", weights_only=True)
     assert ckpt["projection"]["projection.weight"].shape == (16, 512)

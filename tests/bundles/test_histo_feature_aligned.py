@@ -99,7 +99,7 @@ def test_aligned_training(bundle, aligned, expert_ckpt):
     assert any(k.endswith("running_var") for k in after) and not align.training and not align.model.training
 
     models = out / "models"
-    ckpt = torch.load(models / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(models / "checkpoint.pt", weights_only=True)
     assert {"network", "ema", "optimizer", "lr_scheduler", "trainer", "projection"} <= set(ckpt)
     assert ckpt["projection"]["projection.weight"].shape == (16, 512)  # ResNet-18 features -> 16 bottleneck channels
     assert torch.equal(ckpt["projection"]["projection.weight"], loss.projection.weight.detach().cpu())
@@ -150,7 +150,7 @@ def test_baseline_and_alignment_options(bundle, tmp_path, tiny_demo, expert_ckpt
     # baseline: no expert anywhere (none was trained), "false" as the command line passes it, on --device cpu
     base = tmp_path / "baseline"
     bundle.run("train", **common, output_dir=str(base), feature_alignment="false", device="cpu")
-    ckpt = torch.load(base / "models" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(base / "models" / "checkpoint.pt", weights_only=True)
     assert "projection" not in ckpt and {"network", "ema"} <= set(ckpt)
     info = bundle.model_info(base)
     assert info["feature_alignment"] is False
@@ -163,7 +163,7 @@ def test_baseline_and_alignment_options(bundle, tmp_path, tiny_demo, expert_ckpt
     bundle.run("train", **common, output_dir=str(out), expert_ckpt=str(expert_ckpt), architecture="monai",
                num_head_channels=8, norm_num_groups=4, expert_input="clean", projection="mlp",
                align_direction="diffusion_to_expert", projection_hidden_dim=32, center_features="true")  # fmt: skip
-    proj = torch.load(out / "models" / "checkpoint.pt", weights_only=False)["projection"]
+    proj = torch.load(out / "models" / "checkpoint.pt", weights_only=True)["projection"]
     shapes = {k: tuple(v.shape) for k, v in proj.items() if k.endswith("weight")}
     assert shapes == {
         "projection.0.weight": (32, 16),
@@ -210,7 +210,7 @@ def test_fewshot_with_and_without_prior_preservation_same_budget(bundle, tmp_pat
         assert len(prior_pngs) == (4 if prior else 0)
         if prior:
             assert Image.open(prior_pngs[0]).mode == "L" and Image.open(prior_pngs[0]).size == (16, 16)
-        ckpt = torch.load(fs / "checkpoint.pt", weights_only=False)
+        ckpt = torch.load(fs / "checkpoint.pt", weights_only=True)
         assert "projection" not in ckpt
         iterations[prior] = ckpt["trainer"]["iteration"]
         bundle.infer(run, ckpt_path=str(fs / "model.pt"), num_samples=8)
@@ -223,7 +223,7 @@ def test_fewshot_from_aligned_base_loads_projection(bundle, aligned, tiny_demo, 
     """Few-shot fine-tuning of an aligned base model keeps aligning (the base model_info says so) and starts from the
     projection saved in the base run's checkpoint.pt."""
     run = copy_models(aligned["out"], tmp_path / "run", *BASE_MODEL)
-    base_projection = torch.load(run / "models" / "checkpoint.pt", weights_only=False)["projection"]
+    base_projection = torch.load(run / "models" / "checkpoint.pt", weights_only=True)["projection"]
     with log_messages(caplog, SLOT_LOGGER) as messages:
         workflow = bundle.config_workflow("train_fewshot", output_dir=str(run), instance_dir=str(tiny_demo / "tumour"),
                                           expert_ckpt=str(expert_ckpt), **FEWSHOT)  # fmt: skip
@@ -236,7 +236,7 @@ def test_fewshot_from_aligned_base_loads_projection(bundle, aligned, tiny_demo, 
     fs = run / "models" / "fewshot"
     info = json.loads((fs / "model_info.json").read_text())
     assert info["feature_alignment"] is True and info["fewshot"]["feature_alignment"] is True
-    projection = torch.load(fs / "checkpoint.pt", weights_only=False)["projection"]
+    projection = torch.load(fs / "checkpoint.pt", weights_only=True)["projection"]
     assert not torch.equal(projection["projection.weight"], base_projection["projection.weight"])  # and trains on
     rows = bundle.csv_rows(run / "fewshot_train_log.csv")
     assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0

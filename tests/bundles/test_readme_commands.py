@@ -27,7 +27,8 @@ BUNDLES = sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs")
 TINY = {
     "max_epochs": "1", "image_size": "16", "channels": "[8,16]", "batch_size": "8", "num_head_channels": "8",
     "num_inference_steps": "2", "prior_inference_steps": "2", "num_grid_samples": "4", "num_samples": "8",
-    "num_seeds": "1", "samples_per_class": "2", "sweep_samples_per_class": "2", "num_class_images": "2",
+    "num_seeds": "1", "samples_per_class": "2", "num_samples_per_class": "2", "sweep_samples_per_class": "2",
+    "num_class_images": "2",
     "pretrain_epochs": "1", "finetune_epochs": "1", "real_epochs": "1", "seeds": "[0]", "sampling_steps": "[1,2]",
     "device": "cpu", "cpu_bf16": "false", "max_instance_images": "2", "expert_input_size": "32",
 }  # fmt: skip

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import re
+import shutil
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -139,7 +141,8 @@ def test_corrupt_tiff_named_and_skipped(tmp_path):
     report = tmp_path / "out" / "bad.csv"
     col = ImageCollection(tmp_path / "data", skip_bad_files=True, report_path=report)
     assert len(col) == 5 and {str(cut), str(fake)}.isdisjoint(r["image"] for r in col.records)
-    assert {r["path"] for r in read_report(report)} == {str(cut), str(fake)}
+    # the report holds no absolute input path: paths relative to the data set's folder
+    assert {r["path"] for r in read_report(report)} == {"rgb/cut.tif", "grey/fake.tif"}
 
 
 def test_class_folders_with_dicom_series(tmp_path):
@@ -321,7 +324,10 @@ def test_bad_inputs_skipped_and_reported(tmp_path):
     col = ImageCollection(tmp_path / "data", skip_bad_files=True, report_path=report)
     assert (out / "keep.txt").read_text() == "precious" and (out / "model.pt").read_bytes() == b"\x00\x01"
     rows = read_report(report)
-    assert {r["path"] for r in rows} == {str(bad[k]) for k in ("truncated", "fake", "nopixel", "empty")}
+    data = tmp_path / "data"  # relative to the data set's folder: no absolute input path in the report
+    assert {r["path"] for r in rows} == {
+        bad[k].relative_to(data).as_posix() for k in ("truncated", "fake", "nopixel", "empty")
+    }
     assert all(r["stage"] == "discovery" and r["reason"] for r in rows)
     assert col.class_names == ["a", "b"] and len(col.problems) == 4
     images = [r["image"] for r in col.records]
@@ -365,8 +371,14 @@ def test_npz_unknown_label(tmp_path):
     with pytest.raises(DataValidationError) as info:
         ImageCollection(tmp_path, class_names=["a", "b"])
     assert "m.npz:train_images[2]: unknown label 2" in str(info.value)
-    col = ImageCollection(tmp_path, class_names=["a", "b"], skip_bad_files=True)
+    report = tmp_path / "out" / "skipped.csv"
+    col = ImageCollection(tmp_path, class_names=["a", "b"], skip_bad_files=True, report_path=report)
     assert len(col) == 8 and {r["label"] for r in col.records} == {0, 1}
+    # the report names the array within the .npz relative to the data set's folder, as the records' root says
+    assert [r["path"] for r in read_report(report)] == [
+        f"m.npz:{split}_images[{i}]" for split, i in (("train", 2), ("train", 5), ("val", 2), ("test", 2))
+    ]
+    assert {r["dataset_root"] for r in col.records} == {str(tmp_path)}
 
 
 def test_dicom_without_geometry_are_single_images(tmp_path):
@@ -393,3 +405,68 @@ def test_shared_ct_folder_ignores_non_medmnist_npz(shared_data):
         pytest.skip(f"real CT data not found at {root} (../shared/data is absent)")
     col = ImageCollection(root)  # also holds stent.npz (key arr_0): not a MedMNIST file, ignored
     assert col.layout == "loose_files" and [r["image"] for r in col.records] == [str(root / "dicom_file01.dcm")]
+
+
+# ----------------------------------------------------------------------------------------------- fingerprint, labels
+def _fingerprint(root: Path, **kwargs) -> str:
+    return ImageCollection(root, seed=0, **kwargs).fingerprint()
+
+
+def test_fingerprint_follows_the_content_not_the_location(tmp_path):
+    data = tmp_path / "data"
+    make_pngs(data / "normal", 4, value=0)
+    make_pngs(data / "pneumonia", 4, value=100)
+    slices = make_series(data / "pneumonia" / "scan", n=2)
+    col = ImageCollection(data, seed=0)
+    fp = col.fingerprint()
+    assert re.fullmatch(r"[0-9a-f]{16}", fp) and col.fingerprint() == fp
+    assert {r["dataset_root"] for r in col.records} == {str(data)}
+    elsewhere = shutil.copytree(data, tmp_path / "copied" / "to" / "another_name")
+    assert _fingerprint(elsewhere) == fp  # the same data anywhere: the same fingerprint
+
+    changed = {}
+    changed["split"] = _fingerprint(elsewhere, val_fraction=0.0, test_fraction=0.0)
+    changed["labels"] = _fingerprint(elsewhere, class_names=["pneumonia", "normal"])
+    Image.fromarray(np.full((8, 8), 77, np.uint8)).save(elsewhere / "normal" / "img_002.png")
+    changed["png"] = _fingerprint(elsewhere)
+    shutil.copytree(data, elsewhere, dirs_exist_ok=True)  # back to the original
+    assert _fingerprint(elsewhere) == fp
+    dicom = elsewhere / slices[1].relative_to(data)
+    raw = bytearray(dicom.read_bytes())
+    raw[-1] ^= 1  # one bit of one pixel of one slice of a series
+    dicom.write_bytes(bytes(raw))
+    changed["dicom"] = _fingerprint(elsewhere)
+    assert len({fp, *changed.values()}) == 5, changed
+
+
+def test_fingerprint_of_npz_arrays(tmp_path):
+    (tmp_path / "a").mkdir()
+    arrays = _write_npz(tmp_path / "a" / "toy.npz")
+    fp = _fingerprint(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "toy.npz", tmp_path / "b" / "renamed_folder_same_file.npz")
+    assert _fingerprint(tmp_path / "b") == fp  # arrays are hashed by content (shape, dtype, bytes)
+    arrays["test_images"][4, 0, 0] ^= 1
+    np.savez(tmp_path / "b" / "renamed_folder_same_file.npz", **arrays)
+    assert _fingerprint(tmp_path / "b") != fp
+    arrays["test_images"][4, 0, 0] ^= 1
+    arrays["test_labels"][4] = 0 if arrays["test_labels"][4] else 1
+    np.savez(tmp_path / "b" / "renamed_folder_same_file.npz", **arrays)
+    assert _fingerprint(tmp_path / "b") != fp
+
+
+def test_require_labels(tmp_path):
+    make_pngs(tmp_path / "two" / "a", 3)
+    make_pngs(tmp_path / "two" / "b", 3)
+    labelled = ImageCollection(tmp_path / "two")
+    assert labelled.require_labels("an expert classifier") is labelled
+    make_pngs(tmp_path / "loose", 3)
+    with pytest.raises(DataValidationError) as info:
+        ImageCollection(tmp_path / "loose").require_labels("train_expert.json (an expert classifier)")
+    msg = str(info.value)
+    assert msg.startswith(f"train_expert.json (an expert classifier) needs class labels, but dataset_dir "
+                          f"'{tmp_path / 'loose'}' holds unlabelled images (loose_files layout)")  # fmt: skip
+    assert "one folder per class" in msg and "at least 2 classes" in msg
+    make_pngs(tmp_path / "one" / "only", 3)
+    with pytest.raises(DataValidationError, match=r"holds only the classes \['only'\] \(class_folders layout\)"):
+        ImageCollection(tmp_path / "one").require_labels("class-conditional training")

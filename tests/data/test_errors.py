@@ -87,3 +87,23 @@ def test_handle_problems_skip_without_report(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         handle_problems(PROBLEMS, skip_bad_files=True, report_path=None, context="x")
     assert list(tmp_path.iterdir()) == [] and caplog.text.count("skipping bad file in x") == 2
+
+
+def test_handle_problems_report_paths_relative_to_the_data_set(tmp_path, caplog):
+    root = tmp_path / "data"
+    problems = [
+        BadFileError(root / "a" / "x.png", "truncated", stage="load"),
+        BadFileError(f"{root / 'm.npz'}:train_images[3]", "unknown label 5"),
+        BadFileError(tmp_path / "data_2" / "y.png", "not found"),  # beside the data set (a common name prefix only)
+        BadFileError("relative/z.png", "not found"),
+    ]
+    report = tmp_path / "out" / "bad.csv"
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        handle_problems(problems, skip_bad_files=True, report_path=report, context="x", report_root=root)
+    assert [row[0] for row in _rows(report)[1:]] == [
+        "a/x.png",
+        "m.npz:train_images[3]",
+        str(tmp_path / "data_2" / "y.png"),  # outside the data set: left as it is
+        "relative/z.png",
+    ]
+    assert f"{root / 'a' / 'x.png'}: truncated" in caplog.text  # the log keeps the full paths

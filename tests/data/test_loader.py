@@ -1,4 +1,5 @@
-"""LoadMedicalImage(d): NIfTI, PNG, JPEG, TIFF (TiffReader) and arrays, channel-first (C, x, y); load-time bad files."""
+"""LoadMedicalImage(d): NIfTI, PNG, JPEG, TIFF (TiffReader) and arrays, channel-first (C, x, y); load-time bad files
+(unreadable, or holding NaN/inf values)."""
 
 from __future__ import annotations
 
@@ -209,3 +210,48 @@ def test_arrays_channel_first_xy():
     assert d["label"] == 1 and d["image"].meta["filename_or_obj"] == "val_0"
     with pytest.raises(BadFileError):
         load(np.zeros((2, 2, 2, 2, 2)))
+
+
+# ----------------------------------------------------------------------------------------------- NaN / inf values
+def _with_nan_and_inf(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    """Random finite values of ``shape`` with two NaN and three infinite values (one of them -inf)."""
+    arr = np.random.default_rng(4).normal(size=shape).astype(dtype)
+    flat = arr.reshape(-1)
+    flat[[0, 5]] = np.nan
+    flat[[1, 7, -1]] = [np.inf, -np.inf, np.inf]
+    return arr
+
+
+def test_nan_or_inf_files_are_bad_files(tmp_path):
+    vol = _with_nan_and_inf((6, 5, 4))
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    tifffile.imwrite(tmp_path / "f.tif", _with_nan_and_inf((8, 10)), photometric="minisblack")
+    nib.save(nib.Nifti1Image(np.full((4, 4), np.nan, np.float64), np.eye(4)), tmp_path / "all_nan.nii")
+    expected = {
+        "v.nii.gz": "2 NaN and 3 infinite value(s) among 120",
+        "f.tif": "2 NaN and 3 infinite value(s) among 80",
+        "all_nan.nii": "16 NaN and 0 infinite value(s) among 16",
+    }
+    for name, counts in expected.items():
+        with pytest.raises(BadFileError) as info:
+            LoadMedicalImage()(tmp_path / name)
+        assert info.value.path == str(tmp_path / name) and info.value.stage == "load"
+        assert info.value.reason == f"{counts}: an image must hold finite numbers (fix or remove the file)"
+    nib.save(nib.Nifti1Image(np.array([[0.0, np.nan]], np.float32), np.eye(4)), tmp_path / "one.nii")
+    with pytest.raises(BadFileError, match="1 NaN and 0 infinite"):  # the dictionary version too
+        LoadMedicalImaged("image")({"image": str(tmp_path / "one.nii")})
+    finite = np.nan_to_num(vol, nan=0.0, posinf=1.0, neginf=-1.0)
+    nib.save(nib.Nifti1Image(finite, np.eye(4)), tmp_path / "ok.nii.gz")
+    np.testing.assert_array_equal(LoadMedicalImage()(tmp_path / "ok.nii.gz")[0].numpy(), finite)
+
+
+def test_nan_or_inf_arrays_are_bad_files():
+    load = LoadMedicalImage()
+    with pytest.raises(BadFileError) as info:
+        load(_with_nan_and_inf((3, 4)), name="data.npz:train_images[3]")
+    assert info.value.path == "data.npz:train_images[3]" and info.value.stage == "load"
+    assert info.value.reason.startswith("2 NaN and 3 infinite value(s) among 12:")
+    with pytest.raises(BadFileError, match=r"^<array>: 0 NaN and 1 infinite value\(s\) among 4"):
+        load(torch.tensor([[1.0, float("-inf")], [0.0, 2.0]]))
+    assert load(np.array([[1.0, 1e30]], np.float32)).max().item() == float(np.float32(1e30))  # large but finite
+    assert tuple(load(np.full((2, 2), 255, np.uint8)).shape) == (1, 2, 2)

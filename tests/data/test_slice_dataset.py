@@ -1,4 +1,4 @@
-"""SliceDataset: loading, slicing, caching, labels, load-time bad files, speed."""
+"""SliceDataset: loading, slicing, caching, labels, load-time bad files, checking other splits' files, speed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -230,3 +231,51 @@ def test_real_ct_demo_end_to_end(tmp_path):
     assert ds.images.ndim == 4 and ds.images.shape[1] == 1
     assert ds.images.min().item() >= -1100.0 and ds.images.max().item() <= 4000.0  # Hounsfield units
     assert ds.labels.tolist() == [next(r["label"] for r in train if r["case_id"] == cid) for cid in ds.case_ids]
+
+
+def _too_bright(item: dict) -> dict:
+    """A slice transform that fails on slices above 250 (shows that check_files applies it)."""
+    if item["image"].max() > 250:
+        raise ValueError("too bright")
+    return item
+
+
+def test_check_files_loads_like_the_dataset_and_keeps_nothing(tmp_path):
+    data = tmp_path / "data"
+    volumes = {"a/train.nii.gz": np.full((8, 8, 3), 10.0), "b/val.nii.gz": np.full((8, 8, 2), 20.0),
+               "b/nan.nii.gz": np.full((8, 8, 2), np.nan), "b/bright.nii.gz": np.full((8, 8, 1), 255.0)}  # fmt: skip
+    for name, vol in volumes.items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(vol.astype(np.float32), np.eye(4)), data / name)
+    col = ImageCollection(data, val_fraction=0.0, test_fraction=0.0)  # NaN only shows when the pixels are read
+    by_name = {Path(r["image"]).relative_to(data).as_posix(): r for r in col.records}
+    others = [by_name[n] for n in ("b/val.nii.gz", "b/nan.nii.gz", "b/bright.nii.gz")]
+    report = tmp_path / "out" / "skipped_files.csv"
+
+    def train_set(skip_bad_files: bool) -> SliceDataset:
+        return SliceDataset([by_name["a/train.nii.gz"]], LoadMedicalImaged("image"), slicer=split_last_axis,
+                            slice_transform=_too_bright, skip_bad_files=skip_bad_files, report_path=report,
+                            progress=False)  # fmt: skip
+
+    ds = train_set(skip_bad_files=False)
+    images = ds.images.clone()
+
+    with pytest.raises(DataValidationError) as info:
+        ds.check_files(others, "validation and test records")
+    lines = str(info.value).splitlines()
+    assert lines[0] == "2 bad files in checking 3 validation and test records:"
+    nan_reason = "128 NaN and 0 infinite value(s) among 128: an image must hold finite numbers (fix or remove the file)"
+    assert lines[1] == f"  {data / 'b' / 'nan.nii.gz'}: {nan_reason}"
+    assert lines[2] == f"  {data / 'b' / 'bright.nii.gz'}: slicing/transform failed: ValueError: too bright"
+    assert [p.stage for p in info.value.problems] == ["load", "load"] and not report.exists()
+    # the dataset is as it was: its own slices only, no problem recorded
+    assert len(ds) == 3 and torch.equal(ds.images, images) and ds.case_ids == ["a/train.nii.gz"] * 3
+    assert ds.problems == []
+    assert ds.check_files(others[:1], "validation records") == 2  # the slices those records give
+
+    skipping = train_set(skip_bad_files=True)
+    assert skipping.check_files(others, "test records") == 2
+    with open(report, newline="") as f:
+        rows = list(csv.reader(f))
+    assert [row[:2] for row in rows] == [["path", "stage"], ["b/nan.nii.gz", "load"], ["b/bright.nii.gz", "load"]]
+    assert skipping.problems == [] and len(skipping) == 3

@@ -1,10 +1,11 @@
-"""DiffusionTrainer: the plain MONAI path (learning, gradient clipping, clear channel errors) and the extended objective
-(feature alignment, per-sample loss weights)."""
+"""DiffusionTrainer: the plain MONAI path (learning, gradient clipping, clear channel errors), the extended objective
+(feature alignment, per-sample loss weights) and non-finite losses (stop, or skip without any update)."""
 
 from __future__ import annotations
 
 import copy
 import csv
+import logging
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from medsyn_monai.engines import DiffusionPrepareBatch, DiffusionTrainer
+from medsyn_monai.engines.trainer import NonFiniteLossError
 from medsyn_monai.handlers import AtomicCheckpoint, TrainingStatsHandler
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
 from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor, LightweightDiffusionUNet
@@ -144,7 +146,7 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
     assert last < 0.6 * first, (first, last)
 
     # the projection is in checkpoint.pt (and trained), not in model.pt
-    saved = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert set(saved["projection"]) == {"projection.weight", "projection.bias"}
     assert torch.equal(saved["projection"]["projection.weight"], align.projection.weight.detach())
     model = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
@@ -268,3 +270,70 @@ def test_alignment_part_errors():
                          alignment_expert=expert, align_module="nope")  # fmt: skip
     with pytest.raises(ValueError, match="expert_input"):
         DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), expert_input="blurry")
+
+
+# ----------------------------------------------------------------------------------------------- non-finite losses
+def _batches_with_nan(*indices: int, n_batches: int = 5) -> list[dict[str, torch.Tensor]]:
+    """``noise_batches(n_batches)`` with one NaN pixel in the batches at ``indices`` (their loss is NaN)."""
+    batches = noise_batches(n_batches)
+    for i in indices:
+        batches[i]["image"][0, 0, 0, 0] = float("nan")
+    return batches
+
+
+def _states_after_each_iteration(trainer, net, opt) -> list[tuple[dict, dict]]:
+    """(weights, AdamW state) after every iteration, filled while ``trainer`` runs."""
+    states: list[tuple[dict, dict]] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: states.append(
+        (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()["state"]))))  # fmt: skip
+    return states
+
+
+def _same(a, b) -> bool:
+    """Whether two (nested) state dicts hold equal tensors."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
+def test_nonfinite_loss_stops_before_the_update():
+    net = tiny_unet()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)
+    trainer = DiffusionTrainer("cpu", 1, _batches_with_nan(1), net, opt, DDPMScheduler(100))
+    states = _states_after_each_iteration(trainer, net, opt)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.run()
+    msg = str(info.value)
+    assert msg.startswith("the training loss is nan at epoch 1, iteration 2: training stopped before this batch")
+    assert "--max_nonfinite_batches N" in msg and "--learning_rate" in msg and "more than" not in msg
+    assert isinstance(info.value, FloatingPointError) and trainer.state.nonfinite_batches == 1
+    assert len(states) == 1  # iteration 2 never completed, and changed nothing
+    assert _same(states[0][0], net.state_dict()) and _same(states[0][1], opt.state_dict()["state"])
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_nonfinite_batches_skipped_without_any_update(caplog):
+    net = tiny_unet()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1)  # decay would move weights without grads
+    trainer = DiffusionTrainer("cpu", 1, _batches_with_nan(1, 3), net, opt, DDPMScheduler(100),
+                               max_nonfinite_batches=2, max_grad_norm=1.0)  # fmt: skip
+    states = _states_after_each_iteration(trainer, net, opt)
+    with caplog.at_level(logging.WARNING, logger="medsyn_monai.engines.trainer"):
+        trainer.run()
+    assert trainer.state.iteration == 5 and trainer.state.nonfinite_batches == 2
+    for skipped in (1, 3):  # weights and AdamW state (moments, step counts) exactly as before the batch
+        assert _same(states[skipped][0], states[skipped - 1][0]) and _same(states[skipped][1], states[skipped - 1][1])
+    assert not _same(states[2][0], states[1][0]) and not _same(states[4][0], states[3][0])  # the others train
+    assert int(opt.state_dict()["state"][0]["step"]) == 3
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert "non-finite loss at epoch 1, iteration 2: batch skipped (1 of at most 2)" in caplog.text
+    assert "non-finite loss at epoch 1, iteration 4: batch skipped (2 of at most 2)" in caplog.text
+
+    # one more than allowed stops training; the count starts again with every run
+    trainer = DiffusionTrainer("cpu", 1, _batches_with_nan(1, 3), net, opt, DDPMScheduler(100),
+                               max_nonfinite_batches=1)  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, iteration 4 \(more than max_nonfinite_batches=1\)"):
+        trainer.run()
+    assert trainer.state.nonfinite_batches == 2
+    with pytest.raises(ValueError, match="max_nonfinite_batches must be >= 0"):
+        DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), max_nonfinite_batches=-1)

@@ -32,7 +32,7 @@ def test_best_checkpoint_handler(tmp_path):
     engine.run([0], max_epochs=4)
     assert (handler.best_value, handler.best_epoch) == (0.9, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_metric.json", "best_model.pt"]  # no temp files left
-    assert torch.load(tmp_path / "best_model.pt")["weight"].item() == 2.0  # the weights of epoch 2
+    assert torch.load(tmp_path / "best_model.pt", weights_only=True)["weight"].item() == 2.0  # the weights of epoch 2
     record = json.loads((tmp_path / "best_metric.json").read_text())
     assert record["metric"] == "score" and record["value"] == 0.9 and record["epoch"] == 2
     assert record["metrics"] == {"score": 0.9}
@@ -43,9 +43,9 @@ def test_best_checkpoint_handler(tmp_path):
     engine2 = _engine_with_metric([0.8, 0.95], net, offset=10.0)
     resumed.attach(engine2)
     engine2.run([0], max_epochs=1)  # 0.8 < 0.9: the file of the first run stays
-    assert torch.load(tmp_path / "best_model.pt")["weight"].item() == 2.0
+    assert torch.load(tmp_path / "best_model.pt", weights_only=True)["weight"].item() == 2.0
     engine2.run([0], max_epochs=2)  # 0.95 > 0.9 at epoch 2 (weight 12)
-    assert torch.load(tmp_path / "best_model.pt")["weight"].item() == 12.0
+    assert torch.load(tmp_path / "best_model.pt", weights_only=True)["weight"].item() == 12.0
     assert json.loads((tmp_path / "best_metric.json").read_text())["value"] == 0.95
     # another metric name starts from scratch
     assert BestCheckpointHandler(tmp_path, net, metric_name="other").best_value is None
@@ -57,7 +57,10 @@ def test_best_checkpoint_handler_min_mode_and_errors(tmp_path):
     engine = _engine_with_metric([3.0, 1.0, 2.0], net)
     handler.attach(engine)
     engine.run([0], max_epochs=3)
-    assert handler.best_epoch == 2 and torch.load(tmp_path / "loss" / "best_model.pt")["weight"].item() == 2.0
+    assert (
+        handler.best_epoch == 2
+        and torch.load(tmp_path / "loss" / "best_model.pt", weights_only=True)["weight"].item() == 2.0
+    )
     with pytest.raises(ValueError, match="mode"):
         BestCheckpointHandler(tmp_path, net, mode="best")
     missing = BestCheckpointHandler(tmp_path / "x", net, metric_name="auc")

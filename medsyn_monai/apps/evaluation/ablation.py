@@ -27,7 +27,6 @@ from medsyn_monai.losses import DiffusionLoss
 from medsyn_monai.metrics import KernelInceptionDistance, frechet_distance, intra_set_ssim
 from medsyn_monai.networks.nets import network_config
 from medsyn_monai.utils.io import write_json
-from medsyn_monai.utils.model_info import save_model_info
 
 __all__ = ["AblationStudy"]
 
@@ -196,11 +195,22 @@ class AblationStudy:
         total = max(1, r.max_epochs * len(self.train_loader))
         lr_schedule = WarmupCosineSchedule(optimizer, warmup_steps=r.warmup_steps, t_total=total,
                                            end_lr=r.learning_rate * r.lr_end_factor)  # fmt: skip
+        schedule = {**self.model_info.get("scheduler", {}), **self.variants[variant]["scheduler"],
+                    "num_train_timesteps": scheduler.num_train_timesteps,
+                    "prediction_type": scheduler.prediction_type}  # fmt: skip
+        info = {**self.model_info, "network": network_config(network), "scheduler": schedule,
+                "ablation_variant": variant, "seed": seed}  # fmt: skip
         handlers = [
             # MONAI annotates the handler with the pre-2.0 _LRScheduler; any torch LR scheduler works
             LrScheduleHandler(lr_schedule, epoch_level=False, print_lr=False),  # type: ignore[arg-type]  # _LRScheduler
             ExponentialMovingAverage(network, ema, decay=r.ema_decay, warmup_iters=r.ema_warmup_steps),
-            AtomicCheckpoint(models, {"network": network, "ema": ema, "optimizer": optimizer}, model_key="ema"),
+            AtomicCheckpoint(
+                models,
+                {"network": network, "ema": ema, "optimizer": optimizer},
+                model_key="ema",
+                model_info=info,
+                settings={"model": info, "recipe": asdict(r)},
+            ),
         ]
         trainer = DiffusionTrainer(
             self.device,
@@ -215,11 +225,6 @@ class AblationStudy:
             max_grad_norm=r.max_grad_norm,
             train_handlers=handlers,
         )
-        schedule = {**self.model_info.get("scheduler", {}), **self.variants[variant]["scheduler"],
-                    "num_train_timesteps": scheduler.num_train_timesteps,
-                    "prediction_type": scheduler.prediction_type}  # fmt: skip
-        save_model_info(models, **{**self.model_info, "network": network_config(network), "scheduler": schedule,
-                                   "ablation_variant": variant, "seed": seed})  # fmt: skip
         trainer.run()
         return time.perf_counter() - t0
 

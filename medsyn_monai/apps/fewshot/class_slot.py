@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from medsyn_monai.networks.nets import network_from_config
+from medsyn_monai.utils.io import file_sha256, load_torch_file
 from medsyn_monai.utils.model_info import load_model_info
 
 __all__ = ["FewShotSetup", "add_class_slot", "class_embedding_keys"]
@@ -73,7 +74,7 @@ def _load_state(path: Path, ckpt_key: str | None) -> dict[str, torch.Tensor]:
             f"no base model at {path}: train the class-conditional base model first (the bundle's train.json with the "
             "same output_dir), or pass --base_ckpt to its models/model.pt."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "base model")
     if isinstance(state, Mapping) and "trainer" in state:  # a full training checkpoint
         key = ckpt_key if ckpt_key in state else "network"
         if key not in state:
@@ -244,7 +245,7 @@ class FewShotSetup:
         path = self.base_ckpt.parent / checkpoint_name
         if module is None or not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, "base checkpoint")
         if not isinstance(state, Mapping) or name not in state:
             return False
         try:
@@ -270,7 +271,8 @@ class FewShotSetup:
                 "num_classes": self.num_classes,
                 "null_class_label": self.null_class_label,
                 "fewshot": {
-                    "base_ckpt": str(self.base_ckpt),
+                    "base_ckpt": self.base_ckpt.name,  # no path: outputs hold no location of the inputs
+                    "base_sha256": file_sha256(self.base_ckpt),
                     "base_class_names": self.base_class_names,
                     "instance_class": self.instance_class,
                     "instance_label": self.instance_label,

@@ -19,6 +19,7 @@ from medsyn_monai.networks.nets import network_from_config
 from medsyn_monai.networks.schedulers import SamplingScheduler, sampling_scheduler
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
+from medsyn_monai.utils.io import load_torch_file
 from medsyn_monai.utils.model_info import load_model_info
 
 __all__ = ["DiffusionSampler", "SampleGenerator"]
@@ -212,7 +213,7 @@ class DiffusionSampler:
                 f"no trained model at {self.ckpt_path}: run the bundle's train.json with the same output_dir first, "
                 "or pass --ckpt_path to a models/model.pt file."
             )
-        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        state = load_torch_file(self.ckpt_path, "weights file")
         if isinstance(state, dict) and "trainer" in state:  # a full training checkpoint
             key = self.ckpt_key if self.ckpt_key in state else "network"
             if key not in state:

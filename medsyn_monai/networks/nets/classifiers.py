@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from monai.networks.nets import DenseNet121, ViT, resnet18, resnet50
 from torch import nn
 
 from medsyn_monai.utils.enums import ExpertNetwork
+from medsyn_monai.utils.io import load_torch_file
 from medsyn_monai.utils.model_info import MODEL_INFO_NAME, load_model_info
 
 __all__ = ["ExpertClassifier"]
@@ -115,8 +117,15 @@ class ExpertClassifier(nn.Module):
             raise ValueError(f"unknown expert network {name!r}; choose one of {[n.value for n in ExpertNetwork]}.")
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}.")
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+        try:  # an integer (numpy's too), not a bool, float or None (the class count of unlabelled data)
+            valid_classes = not isinstance(num_classes, bool) and operator.index(num_classes) >= 2
+        except TypeError:
+            valid_classes = False
+        if not valid_classes:
+            raise ValueError(
+                f"num_classes must be an integer >= 2, got {num_classes!r}: a classifier needs labelled data of at "
+                "least 2 classes."
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         size = (int(image_size),) * 2 if isinstance(image_size, int) else tuple(int(s) for s in image_size)
@@ -246,7 +255,7 @@ class ExpertClassifier(nn.Module):
             if zipfile.is_zipfile(path) and any(n.endswith("/constants.pkl") for n in zipfile.ZipFile(path).namelist()):
                 state = torch.jit.load(str(path), map_location="cpu").state_dict()
             else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                state = load_torch_file(path, "pretrained weights")
         except Exception as e:
             raise RuntimeError(f"cannot read pretrained weights from {path}: {e}") from e
         if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):

@@ -12,6 +12,7 @@ from torch import nn
 
 from medsyn_monai.networks.nets.classifiers import ExpertClassifier
 from medsyn_monai.transforms.intensity.array import RGBToGrey
+from medsyn_monai.utils.io import UnsafeCheckpointError, load_torch_file
 
 __all__ = ["FeatureExtractor"]
 
@@ -116,13 +117,18 @@ class FeatureExtractor(nn.Module):
             return torch.jit.load(str(path), map_location="cpu")
         except RuntimeError:
             pass
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(obj, nn.Module):
-            raise ValueError(
-                f"{path} holds a {type(obj).__name__}, not a model: give a TorchScript file or a pickled nn.Module, "
-                "or build the network and pass it as `model` (e.g. ExpertClassifier with pretrained_path)."
-            )
-        return obj
+        try:
+            obj = load_torch_file(path, "feature extractor file")
+        except UnsafeCheckpointError as e:
+            raise UnsafeCheckpointError(
+                f"{e} A pickled nn.Module is not loaded for that reason: save the model as TorchScript "
+                "(torch.jit.script(model).save(path)), or build the network and pass it as `model` (e.g. "
+                "ExpertClassifier with pretrained_path)."
+            ) from e
+        raise ValueError(
+            f"{path} holds a {type(obj).__name__} (weights without a network), not a model: give a TorchScript file, "
+            "or build the network and pass it as `model` (e.g. ExpertClassifier with pretrained_path)."
+        )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()

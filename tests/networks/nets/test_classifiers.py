@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from monai.networks.nets import resnet18
 
 from medsyn_monai.networks.nets.classifiers import ExpertClassifier
+from tests._helpers import save_crafted_pickle
 
 TINY_VIT = {"hidden_size": 32, "mlp_dim": 64, "num_layers": 1, "num_heads": 2}
 SMALL_RESNET = {"widen_factor": 0.25}
@@ -65,10 +67,16 @@ def test_bad_arguments():
         ExpertClassifier("resnet18", 2, 2, image_size=32)
     with pytest.raises(ValueError, match="num_classes"):
         ExpertClassifier("resnet18", 1, 1, image_size=32)
+    for num_classes in (None, True, 2.5, "2"):  # e.g. the class count of an unlabelled data set
+        with pytest.raises(ValueError) as info:
+            ExpertClassifier("resnet18", 1, num_classes, image_size=32)
+        assert str(info.value) == f"num_classes must be an integer >= 2, got {num_classes!r}: a classifier needs " \
+            "labelled data of at least 2 classes."  # fmt: skip
     with pytest.raises(ValueError, match="dropout"):
         ExpertClassifier("resnet18", 1, 2, image_size=32, dropout=1.0)
     with pytest.raises(ValueError, match="image_size"):
         ExpertClassifier("resnet18", 1, 2, image_size=(32, 32, 32))
+    assert ExpertClassifier("resnet18", 1, np.int64(3), image_size=32, network_kwargs=SMALL_RESNET).num_classes == 3
     net = ExpertClassifier("resnet18", 1, 2, image_size=32, network_kwargs=SMALL_RESNET)
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         net(torch.zeros(1, 3, 32, 32))
@@ -139,6 +147,11 @@ def test_pretrained_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="cannot read"):
         ExpertClassifier("resnet18", 1, 2, image_size=32, pretrained_path=garbage, network_kwargs=SMALL_RESNET)
+    marker = tmp_path / "code_ran"
+    crafted = save_crafted_pickle(tmp_path / "crafted.pt", marker, key="state_dict")
+    with pytest.raises(RuntimeError, match=f"cannot read pretrained weights from {crafted}: refused to load"):
+        ExpertClassifier("resnet18", 1, 2, image_size=32, pretrained_path=crafted, network_kwargs=SMALL_RESNET)
+    assert not marker.exists()
     not_state = tmp_path / "list.pt"
     torch.save([1, 2, 3], not_state)
     with pytest.raises(RuntimeError, match="no state_dict"):

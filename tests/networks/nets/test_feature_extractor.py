@@ -5,6 +5,8 @@ import torch
 
 from medsyn_monai.metrics import frechet_distance
 from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor
+from medsyn_monai.utils import UnsafeCheckpointError
+from tests._helpers import save_crafted_pickle
 
 
 def test_expert_features_and_fid_known_answers():
@@ -33,14 +35,19 @@ def test_ranges_channels_resize_and_pooling():
     assert out.shape == (2, 3) and torch.allclose(out, torch.full((2, 3), 255.0))
 
 
-def test_torchscript_and_pickled_module_files(tmp_path):
+def test_torchscript_file_and_pickled_module_refused(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 5, 3), torch.nn.ReLU())
     torch.jit.save(torch.jit.script(net), tmp_path / "fx.ts")
-    torch.save(net, tmp_path / "fx.pt")
+    torch.save(net, tmp_path / "fx.pt")  # a pickled module: loading it would run arbitrary code
     x = torch.randn(3, 1, 8, 8)
     ref = FeatureExtractor(net)(x)
     assert torch.allclose(FeatureExtractor(path=tmp_path / "fx.ts")(x), ref, atol=1e-6)
-    assert torch.allclose(FeatureExtractor(path=tmp_path / "fx.pt")(x), ref, atol=1e-6)
+    with pytest.raises(UnsafeCheckpointError, match=r"refused to load feature extractor file .*fx\.pt.*TorchScript"):
+        FeatureExtractor(path=tmp_path / "fx.pt")
+    crafted = save_crafted_pickle(tmp_path / "crafted.pt", tmp_path / "code_ran")
+    with pytest.raises(UnsafeCheckpointError, match="arbitrary code"):
+        FeatureExtractor(path=crafted)
+    assert not (tmp_path / "code_ran").exists()  # refused before any of its code ran
     # a loader of dict batches
     loader = [{"image": x[:2]}, {"image": x[2:]}]
     assert torch.allclose(FeatureExtractor(net).extract(loader), ref, atol=1e-6)
@@ -52,7 +59,7 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         FeatureExtractor(path=tmp_path / "inception.pt")
     torch.save({"a": torch.zeros(1)}, tmp_path / "state.pt")
-    with pytest.raises(ValueError, match="not a model"):
+    with pytest.raises(ValueError, match="weights without a network"):
         FeatureExtractor(path=tmp_path / "state.pt")
     with pytest.raises(ValueError, match="no images"):
         FeatureExtractor(torch.nn.Identity()).extract([])
