@@ -9,6 +9,7 @@ from medsyn_monai.data.dicom_reader import DicomSeriesReader
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
 from medsyn_monai.data.loader import LoadMedicalImage, LoadMedicalImaged
 from medsyn_monai.data.prior_preservation import PriorPreservationDataset, prior_preservation_collate
+from medsyn_monai.data.quality import DataQualityReport, degenerate_kind, exact_duplicates, image_names
 from medsyn_monai.data.slice_dataset import SliceDataset
 from medsyn_monai.data.split import split_by_case
 
@@ -22,6 +23,10 @@ __all__ = [
     "split_by_case",
     "ImageCollection",
     "SliceDataset",
+    "DataQualityReport",
+    "degenerate_kind",
+    "exact_duplicates",
+    "image_names",
     "PriorPreservationDataset",
     "prior_preservation_collate",
     "ImageLabelDataset",
