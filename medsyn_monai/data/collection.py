@@ -494,13 +494,14 @@ class ImageCollection:
         folder_id = self._rel(folder)
         folder_id = folder.name if folder_id in ("", ".") else folder_id
         whole = len(groups) == 1 and not bad_dicom
-        for uid, files in sorted(groups.items(), key=lambda kv: str(kv[1][0])):
+        # series are named by their order in the folder (by first file), never by their UID: a case id reaches reports
+        for k, (_, files) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[1][0]))):
             if whole and (folder != top or len(files) > 1):
                 scan.cases.append(_Case(str(folder), SourceFormat.DICOM_SERIES, folder_id))
             elif len(files) == 1:
                 scan.cases.append(_Case(str(files[0]), SourceFormat.DICOM, self._rel(files[0])))
             else:
-                scan.cases.append(_Case([str(f) for f in files], SourceFormat.DICOM_SERIES, f"{folder_id}#{uid}"))
+                scan.cases.append(_Case([str(f) for f in files], SourceFormat.DICOM_SERIES, f"{folder_id}#series{k}"))
 
     def _scan_tree(self, folder: Path, top: Path) -> _DirScan:
         """Scan ``folder`` and its sub-folders; report empty sub-folders."""

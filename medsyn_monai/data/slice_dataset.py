@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medsyn_monai.data.errors import BadFileError, DataValidationError, handle_problems
+from medsyn_monai.data.quality import DataQualityReport, image_names
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import ScaleSource
 
@@ -409,15 +410,18 @@ class SliceDataset(Dataset):
             cache_dtype=self.cache_dtype,
         )
 
-    def check_files(self, data: Sequence[Mapping[str, Any]], name: str = "records") -> int:
+    def check_files(self, data: Sequence[Mapping[str, Any]], name: str = "records", audit: bool = True) -> int:
         """Load ``data`` exactly as this dataset loads its own (preprocessing, slicing, slice transform) without
         keeping anything, and apply the same bad-file policy: an error listing every file that fails (or, with
         ``skip_bad_files``, a warning and a report). Training configs call it for the validation and test splits,
-        so a corrupt file there stops the run before anything is written, not at evaluation.
+        so a corrupt file there stops the run before anything is written, not at evaluation. With ``audit``, it also
+        warns of degenerate images and of images that are identical within or across this dataset and ``data``
+        (:class:`~medsyn_monai.data.DataQualityReport`: leakage between the splits).
 
         Args:
             data: records, e.g. ``collection.data("val") + collection.data("test")``.
             name: what the records are, for messages.
+            audit: warn of degenerate and duplicate images.
 
         Returns:
             the number of slices the records give.
@@ -433,10 +437,14 @@ class SliceDataset(Dataset):
         """
         records = list(data)
         problems_before = len(self.problems)
-        count = 0
+        images: list[torch.Tensor] = []
+        names: list[str] = []
         for record in records:
-            slices = self._load_record(record)
-            count += len(slices or [])
+            slices = self._load_record(record) or []
+            for k, item in enumerate(slices):
+                images.append(self._image_of(item, record))
+                case_id = str(item.get("case_id", record.get("case_id", _record_path(record, self.image_key))))
+                names.append(f"{case_id}#slice{k}" if len(slices) > 1 else case_id)
         found, self.problems = self.problems[problems_before:], self.problems[:problems_before]
         handle_problems(
             found,
@@ -446,7 +454,11 @@ class SliceDataset(Dataset):
             append=True,
             report_root=next((r["dataset_root"] for r in records if r.get("dataset_root")), None),
         )
-        return count
+        same = [i for i, im in enumerate(images) if im.shape == self.images.shape[1:]]
+        if audit and same and len(self.images):
+            checked = (torch.stack([images[i] for i in same]), [names[i] for i in same])
+            DataQualityReport({"train": (self.images, image_names(self)), name: checked}).warn("training data")
+        return len(images)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

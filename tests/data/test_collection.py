@@ -160,6 +160,8 @@ def test_class_folders_with_dicom_series(tmp_path):
     assert len(folders) == 6 and all(Path(r["image"]).is_dir() for r in folders)
     assert all(r["source_format"] == "dicom_series" for r in col.records)
     assert sorted(len(r["image"]) for r in lists) == [2, 3] and all(r["class_name"] == "tumour" for r in lists)
+    # the series are named by their order in the folder, never by their SeriesInstanceUID (case ids reach reports)
+    assert sorted(r["case_id"] for r in lists) == ["tumour#series0", "tumour#series1"]
     assert_split_by_case(col.records)
     load = LoadMedicalImage()
     three = next(r for r in lists if len(r["image"]) == 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import logging
 import time
 from pathlib import Path
 
@@ -279,3 +280,20 @@ def test_check_files_loads_like_the_dataset_and_keeps_nothing(tmp_path):
         rows = list(csv.reader(f))
     assert [row[:2] for row in rows] == [["path", "stage"], ["b/nan.nii.gz", "load"], ["b/bright.nii.gz", "load"]]
     assert skipping.problems == [] and len(skipping) == 3
+
+
+def test_check_files_warns_of_leaks_and_degenerate_images(caplog):
+    g = torch.Generator().manual_seed(0)
+    train_images = [torch.rand(1, 4, 4, generator=g) for _ in range(3)]
+    train = SliceDataset([{"image": im, "case_id": f"train/{i}"} for i, im in enumerate(train_images)], None,
+                         progress=False)  # fmt: skip
+    held_out = [{"image": train_images[1].clone(), "case_id": "test/0"},
+                {"image": torch.zeros(1, 4, 4), "case_id": "test/1"}]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="medsyn_monai.data.quality"):
+        assert train.check_files(held_out, "val/test records") == 2
+    assert "training data: 1 degenerate image(s)" in caplog.text and "test/1 (constant)" in caplog.text
+    assert "1 across sets" in caplog.text and "train:train/1 = val/test records:test/0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medsyn_monai.data.quality"):
+        train.check_files(held_out, "val/test records", audit=False)
+    assert not caplog.text
