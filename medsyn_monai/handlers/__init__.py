@@ -6,6 +6,7 @@ from .checkpoint import (
     parse_resume,
     settings_differences,
 )
+from .differential_privacy import DifferentialPrivacy, PrivacyBudgetError
 from .ema import ExponentialMovingAverage
 from .progress_bar import LossProgressBar
 from .sample_grid import SampleGridHandler
@@ -13,6 +14,8 @@ from .time_budget import TimeBudget
 from .training_stats import TrainingStatsHandler
 
 __all__ = [
+    "DifferentialPrivacy",
+    "PrivacyBudgetError",
     "AtomicCheckpoint",
     "BestCheckpointHandler",
     "ExponentialMovingAverage",

@@ -6,7 +6,7 @@ import copy
 import logging
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
+from medsyn_monai.handlers.differential_privacy import PrivacyBudgetError
 from medsyn_monai.utils.cli import FALSE_STRINGS, TRUE_STRINGS
 from medsyn_monai.utils.enums import ResumeMode
 from medsyn_monai.utils.io import atomic_write, json_ready, load_torch_file, remove_stale_temp_files
@@ -156,6 +157,8 @@ class AtomicCheckpoint:
         settings: the run's settings (plain types: network, schedule, optimizer and learning rate, batch size, seed,
             image size, data fingerprint, ...), recorded in every checkpoint and compared on resume.
         model_info: entries of ``model_info.json``, written into ``save_dir`` with the first checkpoint.
+        live_info: further ``model_info.json`` entries as callables (``None`` values are left out), called at every
+            checkpoint, the file then rewritten (e.g. ``DifferentialPrivacy.summary``: the privacy spent so far).
         run_dir: the run folder (``output_dir``); ``resume=False`` moves outputs to ``run_dir/previous_runs``.
             Default: the parent of ``save_dir``.
         run_outputs: further outputs of this run that ``resume=False`` moves aside with ``save_dir``.
@@ -187,6 +190,7 @@ class AtomicCheckpoint:
         snapshot_epochs: Sequence[int] | None = None,
         settings: Mapping[str, Any] | None = None,
         model_info: Mapping[str, Any] | None = None,
+        live_info: Mapping[str, Callable[[], Any] | None] | None = None,
         run_dir: str | Path | None = None,
         run_outputs: Sequence[str | Path] = (),
     ) -> None:
@@ -214,6 +218,10 @@ class AtomicCheckpoint:
         self.snapshot_epochs = snapshots
         self.settings: dict[str, Any] = json_ready(dict(settings or {}))
         self.model_info = None if model_info is None else dict(model_info)
+        self.live_info = {k: fn for k, fn in (live_info or {}).items() if fn is not None}
+        not_callable = [k for k, fn in self.live_info.items() if not callable(fn)]
+        if not_callable:
+            raise ValueError(f"live_info entries must be callables (or None), got {not_callable}.")
         self.run_dir = Path(run_dir) if run_dir is not None else self.save_dir.parent
         self.run_outputs = [Path(p) for p in run_outputs]
         self.logger = logging.getLogger(__name__)
@@ -348,6 +356,8 @@ class AtomicCheckpoint:
         current = self._hyperparameters()
         try:
             Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        except PrivacyBudgetError:
+            raise  # says what to do itself
         except (RuntimeError, KeyError, ValueError) as e:
             raise RuntimeError(
                 f"cannot resume from {self.checkpoint_path}: it does not match the current configuration ({e}). "
@@ -421,8 +431,9 @@ class AtomicCheckpoint:
                 "data for extreme values."
             )
         state[SETTINGS_KEY] = self.settings
-        if self.model_info is not None and not self._info_written:
-            save_model_info(self.save_dir, **self.model_info)
+        if self.model_info is not None and (self.live_info or not self._info_written):
+            live = {k: fn() for k, fn in self.live_info.items()}  # e.g. the privacy spent so far
+            save_model_info(self.save_dir, **{**self.model_info, **live})
             self._info_written = True
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
         model_key = self.model_key

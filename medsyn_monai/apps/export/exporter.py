@@ -40,6 +40,8 @@ MANIFEST_FIELDS = (
     "num_inference_steps",
     "checkpoint",
     "checkpoint_sha256",
+    "dp_epsilon",
+    "dp_delta",
     "bundle",
     "medsyn_monai_version",
     "monai_version",
@@ -71,7 +73,8 @@ class SyntheticExporter:
     model's files lie in ``export_dir/<format>/``). Each class is sampled with its own seed (``seed`` + class
     index), so the images of a class do not depend on which other classes are exported. The manifest records, per
     file: class, seed, index, guidance scale and rescale, scheduler and steps, the checkpoint's file name and
-    SHA-256, the bundle, the medsyn_monai, MONAI and PyTorch versions and the UTC time; no input path and nothing
+    SHA-256, the privacy guarantee of a model trained with differential privacy (ε spent, δ), the bundle, the
+    medsyn_monai, MONAI and PyTorch versions and the UTC time; no input path and nothing
     from any input header (the model never saw one).
 
     - PNG: 8-bit, or 16-bit for grey-scale images with ``png_bits=16`` (the default for CT and X-ray modalities).
@@ -158,6 +161,7 @@ class SyntheticExporter:
         steps = sampler.num_inference_steps
         if steps is None:
             steps = int(sampler.scheduler.num_train_timesteps)
+        privacy = self.model_info.get("differential_privacy") or {}
         return {
             "guidance_scale": sampler.guidance_scale,
             "guidance_rescale": float(getattr(sampler.inferer, "guidance_rescale", 0.0)),
@@ -165,6 +169,8 @@ class SyntheticExporter:
             "num_inference_steps": int(steps),
             "checkpoint": sampler.ckpt_path.name,
             "checkpoint_sha256": file_sha256(sampler.ckpt_path),
+            "dp_epsilon": privacy.get("epsilon_spent", ""),
+            "dp_delta": privacy.get("delta", ""),
             "bundle": self.model_info.get("bundle", ""),
             "medsyn_monai_version": _package_version(),
             "monai_version": monai.__version__,
@@ -237,6 +243,7 @@ class SyntheticExporter:
         atomic_write(self.export_dir / "manifest.csv", write_csv)
         shared = {**common, "modality": self.modality, "formats": [f.value for f in self.formats],
                   "num_samples_per_class": self.num_samples_per_class, "png_bits": self.png_bits,
-                  "image_size": list(self.sampler.image_shape[1:]), "synthetic": True}  # fmt: skip
+                  "image_size": list(self.sampler.image_shape[1:]), "synthetic": True,
+                  "differential_privacy": self.model_info.get("differential_privacy")}  # fmt: skip
         files = [{k: r[k] for k in ("file", "format", "class_name", "label", "index", "seed")} for r in rows]
         write_json(self.export_dir / "manifest.json", {"export": shared, "files": files})
