@@ -61,6 +61,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--snapshots", type=int, nargs=3, default=[5, 15, 30], help="epochs of the full model")
     parser.add_argument("--subset-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--subset-snapshots",
+        type=int,
+        nargs="+",
+        default=None,
+        help="epochs of the subset model to audit (default: 1/fraction x --snapshots)",
+    )
     parser.add_argument("--num-samples", type=int, default=400)
     parser.add_argument("--expert-epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
@@ -86,8 +93,8 @@ def main() -> None:
     if not expert.is_file():
         times["expert"] = run_bundle(BUNDLE, "train_expert", log, dataset_dir=full, output_dir=out / "expert",
                                      max_epochs=expert_epochs, **common)  # fmt: skip
-    models = {"full": (full, epochs, snapshots, 1), "subset": (small, epochs * scale, [s * scale for s in snapshots],
-                                                                scale)}  # fmt: skip
+    subset_snaps = args.subset_snapshots or [s * scale for s in snapshots]
+    models = {"full": (full, epochs, snapshots, 1), "subset": (small, epochs * scale, subset_snaps, scale)}
     rows = []
     for name, (data, n_epochs, snaps, interval) in models.items():
         run = out / name
