@@ -25,6 +25,7 @@ __all__ = [
     "MEDNIST_ZIP",
     "BundleRunError",
     "config_files",
+    "markdown_table",
     "mednist",
     "run_bundle",
     "shared_data",
@@ -188,3 +189,14 @@ def mednist(data_dir: Path, classes: Sequence[str] | None = None, archive: str |
             shutil.copytree(full / name, partial / name)
         partial.rename(subset)
     return subset
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], header: Sequence[str], float_format: str = ".4g") -> str:
+    """``rows`` as a Markdown table of the columns ``header`` (floats with ``float_format``)."""
+
+    def cell(value: Any) -> str:
+        return format(value, float_format) if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(lines)

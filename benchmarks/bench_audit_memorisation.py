@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import run_bundle, shared_data
+from _common import markdown_table, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
@@ -132,12 +132,7 @@ def main() -> None:
               "syn_pixel_p1", "hold_pixel_p1", "syn_pixel_p50", "hold_pixel_p50", "syn_feature_p50",
               "hold_feature_p50"]  # fmt: skip
 
-    def cell(v: Any) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(r[h]) for h in header) + " |" for r in rows]
-    table = "\n".join(lines)
+    table = markdown_table(rows, header, ".4f")
     print(table)
     data_line = (f"data audit: {rows[0]['duplicates_across_splits']} exact duplicate group(s) across train and "
                  f"val+test, {rows[0]['near_duplicates_holdout_in_train']} held-out image(s) with a near duplicate "

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import run_bundle, shared_data
+from _common import markdown_table, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
@@ -104,12 +104,7 @@ def main() -> None:
 
     header = list(rows[0])
 
-    def cell(v: Any) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(r[h]) for h in header) + " |" for r in rows]
-    table = "\n".join(lines)
+    table = markdown_table(rows, header)
     print(table)
     (out / "dp_study.md").write_text(table + "\n")
     settings = {**vars(args), "output_dir": str(out), "dataset_dir": str(data), "epochs": epochs,

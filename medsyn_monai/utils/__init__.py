@@ -20,6 +20,7 @@ from .io import (
     json_ready,
     load_torch_file,
     remove_stale_temp_files,
+    write_csv,
     write_json,
 )
 from .model_info import MODEL_INFO_NAME, load_model_info, save_model_info
@@ -55,5 +56,6 @@ __all__ = [
     "save_grid_png",
     "save_model_info",
     "to_display_uint8",
+    "write_csv",
     "write_json",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ import pickle
 import re
 import struct
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "json_ready",
     "load_torch_file",
     "remove_stale_temp_files",
+    "write_csv",
     "write_json",
 ]
 
@@ -88,6 +90,25 @@ def write_json(path: str | Path, obj: Any, sort_keys: bool = False) -> Path:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(json_ready(obj), f, indent=2, sort_keys=sort_keys, allow_nan=False, default=str)
             f.write("\n")
+
+    return atomic_write(path, write)
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts with the keys ``fieldnames``) as CSV with a header to ``path`` atomically.
+
+    Example:
+        >>> import tempfile
+        >>> p = write_csv(Path(tempfile.mkdtemp()) / "t.csv", [{"a": 1, "b": "x"}], ["a", "b"])
+        >>> p.read_text()
+        'a,b\\n1,x\\n'
+    """
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fieldnames), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
 
     return atomic_write(path, write)
 

@@ -89,3 +89,10 @@ def test_mednist_unzips_once_and_subsets(tmp_path):
         common.mednist(data, ["CTAbd"])
     with pytest.raises(SystemExit, match="--mednist-zip"):
         common.mednist(tmp_path / "other", archive=archive)
+
+
+def test_markdown_table():
+    rows = [{"model": "a", "acc": 0.81234, "n": 3}, {"model": "b", "acc": None, "n": 4}]
+    assert common.markdown_table(rows, ["model", "acc"], ".3f").splitlines() == [
+        "| model | acc |", "|---|---|", "| a | 0.812 |", "| b | None |"
+    ]  # fmt: skip

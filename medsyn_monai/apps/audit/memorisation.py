@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -18,7 +16,7 @@ from medsyn_monai.data import DataQualityReport, ImageCollection, SliceDataset, 
 from medsyn_monai.metrics import NearestNeighbours
 from medsyn_monai.networks.nets import ExpertClassifier, FeatureExtractor
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
-from medsyn_monai.utils.io import atomic_write, write_json
+from medsyn_monai.utils.io import write_csv, write_json
 from medsyn_monai.visualize import save_histogram_png
 
 __all__ = ["MemorisationAudit", "split_records", "QUANTILES"]
@@ -252,18 +250,8 @@ class MemorisationAudit:
     ) -> None:
         out = self.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        buffer = io.StringIO()
         fields = ["synthetic_path", "train_path", "pixel_distance", "feature_distance", "flagged_by"]
-        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-
-        def write_csv(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-
-        atomic_write(out / "flagged.csv", write_csv)
+        write_csv(out / "flagged.csv", rows, fields)
         order = torch.argsort(to_train["pixel_distance"])[: self.num_pairs_shown]
         pairs = torch.stack([im for i in order.tolist() for im in (syn[i], trn[int(to_train["pixel_index"][i])])])
         save_grid_png(make_grid(pairs, nrow=2), out / "closest_pairs.png")

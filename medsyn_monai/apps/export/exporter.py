@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import datetime
 import importlib.metadata
-import io
 import logging
 import os
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ from monai.transforms import SaveImage
 from medsyn_monai.apps.export.dicom import SIXTEEN_BIT_MODALITIES, SyntheticDicomWriter
 from medsyn_monai.apps.generation import DiffusionSampler
 from medsyn_monai.utils.enums import ExportFormat
-from medsyn_monai.utils.io import atomic_write, file_sha256, write_json
+from medsyn_monai.utils.io import file_sha256, write_csv, write_json
 from medsyn_monai.utils.model_info import load_model_info
 
 __all__ = ["SyntheticExporter", "MANIFEST_FIELDS"]
@@ -230,17 +228,7 @@ class SyntheticExporter:
 
     def write_manifest(self, rows: list[dict[str, Any]], common: dict[str, Any]) -> None:
         """``manifest.csv`` (one row per file) and ``manifest.json`` (the shared fields and the files)."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(MANIFEST_FIELDS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-
-        def write_csv(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-
-        atomic_write(self.export_dir / "manifest.csv", write_csv)
+        write_csv(self.export_dir / "manifest.csv", rows, MANIFEST_FIELDS)
         shared = {**common, "modality": self.modality, "formats": [f.value for f in self.formats],
                   "num_samples_per_class": self.num_samples_per_class, "png_bits": self.png_bits,
                   "image_size": list(self.sampler.image_shape[1:]), "synthetic": True,
