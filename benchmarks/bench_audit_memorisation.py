@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/bench_audit_memorisation.py --output-dir /tmp/audit_study
     python benchmarks/bench_audit_memorisation.py --quick --output-dir /tmp/audit_quick   # pipeline check
+    python benchmarks/bench_audit_memorisation.py --models subset --subset-snapshots 50 150 300  # one model only
 
 The data are PneumoniaMNIST of ``../shared/data`` (``--dataset-dir`` for another copy).
 """
@@ -68,6 +69,8 @@ def main() -> None:
         default=None,
         help="epochs of the subset model to audit (default: 1/fraction x --snapshots)",
     )
+    parser.add_argument("--models", nargs="+", choices=["full", "subset"], default=["full", "subset"],
+                        help="which models to train and audit (default: both)")  # fmt: skip
     parser.add_argument("--num-samples", type=int, default=400)
     parser.add_argument("--expert-epochs", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
@@ -97,6 +100,8 @@ def main() -> None:
     models = {"full": (full, epochs, snapshots, 1), "subset": (small, epochs * scale, subset_snaps, scale)}
     rows = []
     for name, (data, n_epochs, snaps, interval) in models.items():
+        if name not in args.models:
+            continue
         run = out / name
         if not (run / "models" / "model.pt").is_file():
             times[f"train_{name}"] = run_bundle(BUNDLE, "train", log, dataset_dir=data, output_dir=run,

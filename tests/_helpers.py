@@ -5,12 +5,17 @@ Test modules import them (``from tests._helpers import tiny_unet``); fixtures st
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.multiprocessing as mp
 
 from medsyn_monai.networks.nets import LightweightDiffusionUNet
+from medsyn_monai.utils.distributed import destroy_distributed, init_distributed
 
 
 def tiny_unet(num_classes: int | None = None) -> LightweightDiffusionUNet:
@@ -48,3 +53,24 @@ def save_crafted_pickle(path: Path, marker: Path, key: str = "network") -> Path:
     crafted checkpoint: loading it with ``weights_only=False`` runs code); returns ``path``."""
     torch.save({key: _CreatesMarker(marker)}, path)
     return path
+
+
+def _process_main(rank: int, world: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    init_distributed("cpu")
+    try:
+        fn(rank, *args)
+    finally:
+        destroy_distributed()
+
+
+def run_processes(fn: Callable[..., None], *args: Any, world: int = 2) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` new processes joined in a gloo process group on the CPU (as ``torchrun``
+    would start them); ``fn`` must be importable (a module-level function) and report through files. An exception in
+    a process fails the caller."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    mp.start_processes(_process_main, args=(world, port, fn, args), nprocs=world, start_method="spawn")

@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
@@ -17,6 +18,7 @@ from monai.networks.schedulers import Scheduler
 from monai.utils import CommonKeys as Keys
 from monai.utils import convert_to_tensor
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
@@ -25,6 +27,7 @@ from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.losses import DiffusionLoss, FeatureAlignmentLoss
 from medsyn_monai.networks.utils import FeatureHook, HookTarget
 from medsyn_monai.utils.cli import NONE_STRINGS, as_bool
+from medsyn_monai.utils.distributed import all_reduce_max, get_world_size, is_distributed
 from medsyn_monai.utils.enums import ExpertInput
 
 __all__ = ["DiffusionTrainer"]
@@ -74,6 +77,15 @@ class DiffusionTrainer(SupervisedTrainer):
     with ``max_nonfinite_batches=N``, up to ``N`` such batches are skipped (no parameter update; a warning each) and
     the ``N+1``-th stops training. The count is ``engine.state.nonfinite_batches``.
 
+    Multi-process training (``torchrun``, the bundles' ``multi_gpu_train.json``): inside an initialised process
+    group of more than one process the network is trained through
+    :class:`~torch.nn.parallel.DistributedDataParallel` (gradients averaged over the processes after every
+    backward pass; the batch of each process is the loader's ``batch_size``, so the global batch is ``batch_size``
+    times the number of processes). The feature-alignment projection's gradients are averaged the same way, the
+    non-finite-loss check is agreed by all processes (a NaN on one skips or stops the step on all), and checkpoints,
+    EMA and hooks keep referring to the plain network (:attr:`raw_network`), so a checkpoint of a multi-process run
+    loads in a single process and the other way round.
+
     Args:
         device: device to train on (a ``torch.device`` or a string such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         max_epochs: number of epochs.
@@ -107,6 +119,8 @@ class DiffusionTrainer(SupervisedTrainer):
         sample_weight_key: batch key of per-sample loss weights ``(B,)`` (non-negative), or ``None``.
         sample_weight_normalize: divide the weighted sum by the sum of the weights instead of the batch size.
         max_nonfinite_batches: batches with a NaN/inf loss to skip before training stops (0: stop at the first).
+        distributed: train through ``DistributedDataParallel`` (``None``: when a process group of more than one
+            process is initialised; ``True`` requires one).
         kwargs: any other :class:`~monai.engines.SupervisedTrainer` argument.
 
     Raises:
@@ -156,6 +170,7 @@ class DiffusionTrainer(SupervisedTrainer):
         sample_weight_key: str | None = None,
         sample_weight_normalize: bool = False,
         max_nonfinite_batches: int = 0,
+        distributed: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         if int(max_nonfinite_batches) < 0:
@@ -173,6 +188,17 @@ class DiffusionTrainer(SupervisedTrainer):
             raise ValueError(f"expert_input must be one of {[e.value for e in ExpertInput]}, got {expert_input!r}.")
         device = torch.device(device)
         self.raw_network = network  # uncompiled module: what checkpoints, EMA and the feature hooks refer to
+        use_ddp = is_distributed() if distributed is None else as_bool(distributed, "distributed")
+        if use_ddp and not is_distributed():
+            raise ValueError(
+                "distributed=True needs an initialised process group of more than one process: start training with "
+                "torchrun and the bundle's configs/multi_gpu_train.json."
+            )
+        #: ``True`` when training runs through ``DistributedDataParallel``
+        self.distributed = use_ddp
+        train_network: nn.Module = network
+        if use_ddp:
+            train_network = DistributedDataParallel(network, device_ids=[device] if device.type == "cuda" else None)
         self.pixel_loss: Callable = loss_function if loss_function is not None else DiffusionLoss()
         self.noise_loss_weight = float(noise_loss_weight)
         self.alignment_loss_weight = float(alignment_loss_weight)
@@ -212,7 +238,7 @@ class DiffusionTrainer(SupervisedTrainer):
             device=device,
             max_epochs=max_epochs,
             train_data_loader=train_data_loader,
-            network=network,
+            network=train_network,
             optimizer=optimizer,
             loss_function=self._objective,
             epoch_length=epoch_length,
@@ -234,6 +260,10 @@ class DiffusionTrainer(SupervisedTrainer):
         self.add_event_handler(Events.ITERATION_STARTED, self._check_first_batch)
         self.add_event_handler(Events.STARTED, lambda engine: setattr(engine.state, "nonfinite_batches", 0))
         self.add_event_handler(IterationEvents.LOSS_COMPLETED, self._check_loss)
+        if use_ddp and self.feature_alignment is not None:
+            self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._average_alignment_gradients)
+        if use_ddp:
+            self.add_event_handler(Events.STARTED, self._log_process)
         self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._skip_nonfinite_update)
         if max_grad_norm is not None:
             self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._clip_gradients)
@@ -352,7 +382,10 @@ class DiffusionTrainer(SupervisedTrainer):
         """Stop (or, within ``max_nonfinite_batches``, skip the update) when the loss is NaN or infinite."""
         output: Any = engine.state.output
         loss = output[Keys.LOSS]
-        if bool(torch.isfinite(loss.detach()).all()):
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self.distributed:  # the gradients are averaged: a NaN on one process reaches every process's step
+            finite = all_reduce_max([0.0 if finite else 1.0])[0] == 0.0
+        if finite:
             return
         count = int(getattr(engine.state, "nonfinite_batches", 0)) + 1
         setattr(engine.state, "nonfinite_batches", count)  # noqa: B010  # ignite's State takes new attributes
@@ -381,6 +414,25 @@ class DiffusionTrainer(SupervisedTrainer):
         if self.amp and self.scaler is not None:
             return  # the gradient scaler skips steps with non-finite gradients itself
         self.optimizer.zero_grad(set_to_none=True)
+
+    def _log_process(self, engine: Engine) -> None:
+        loader: Any = self.data_loader
+        batch = getattr(loader, "batch_size", None)
+        world = get_world_size()
+        per_epoch = engine.state.epoch_length
+        logging.getLogger(__name__).info(
+            f"rank {dist.get_rank()} of {world}: DistributedDataParallel on {self.state.device}, {per_epoch} "
+            f"iterations per epoch, batch {batch} per process (global batch {batch * world if batch else '?'})"
+        )
+
+    def _average_alignment_gradients(self, engine: Engine) -> None:
+        """Average the projection's gradients over the processes (DistributedDataParallel covers the network's)."""
+        assert self.feature_alignment is not None  # the handler is added with feature alignment only
+        world = get_world_size()
+        for param in self.feature_alignment.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad.div_(world)
 
     def _clip_gradients(self, engine: Engine) -> None:
         if self.amp and self.scaler is not None:

@@ -17,6 +17,7 @@ from ignite.handlers import Checkpoint
 
 from medsyn_monai.handlers.differential_privacy import PrivacyBudgetError
 from medsyn_monai.utils.cli import FALSE_STRINGS, TRUE_STRINGS
+from medsyn_monai.utils.distributed import barrier, is_main_process
 from medsyn_monai.utils.enums import ResumeMode
 from medsyn_monai.utils.io import atomic_write, json_ready, load_torch_file, remove_stale_temp_files
 from medsyn_monai.utils.model_info import MODEL_INFO_NAME, save_model_info
@@ -135,6 +136,9 @@ class AtomicCheckpoint:
     overwritten: the run stops unless ``resume=False`` moves them aside. After :meth:`prepare`,
     :attr:`resume_epoch` / :attr:`resume_iteration` tell where training continues and :attr:`purge_step` is the
     TensorBoard ``purge_step`` that hides the events a killed run wrote after its last checkpoint.
+
+    In multi-process training (``torchrun``) only the main process (rank 0) writes, moves or removes files; every
+    process reads the checkpoint to resume from, after the main process has finished preparing ``save_dir``.
 
     With ``snapshot_epochs``, ``model_epoch_XXXX.pt`` (the ``model_key`` weights) is also kept after those epochs.
     Checkpoints are written every ``save_interval`` epochs, when training completes and, with ``save_on_exception``,
@@ -263,9 +267,13 @@ class AtomicCheckpoint:
         """
         if self._prepared:
             return self
-        remove_stale_temp_files(self.save_dir)
+        if is_main_process():  # the one process that changes files; the others wait for it
+            remove_stale_temp_files(self.save_dir)
+            if self.resume == ResumeMode.RESTART:
+                self._move_previous_run()
+        barrier()
         if self.resume == ResumeMode.RESTART:
-            self._move_previous_run()
+            pass
         elif self.checkpoint_path.is_file():
             self._read_checkpoint()
         else:
@@ -352,7 +360,7 @@ class AtomicCheckpoint:
         checkpoint, self._to_resume = self._to_resume, None
         if checkpoint is None:
             return
-        max_epochs = engine.state.max_epochs
+        max_epochs, epoch_length = engine.state.max_epochs, engine.state.epoch_length
         current = self._hyperparameters()
         try:
             Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
@@ -364,6 +372,16 @@ class AtomicCheckpoint:
                 "Use another output_dir, or --resume false to move that run aside and start from scratch."
             ) from e
         self._restore_hyperparameters(current)
+        if epoch_length and engine.state.epoch_length != epoch_length:
+            # the checkpoint's epochs had another number of iterations (batch size or number of processes changed,
+            # --resume override): this run's epochs, from the start of the epoch after the saved one
+            self.logger.warning(
+                f"{self.checkpoint_path}: its epochs had {engine.state.epoch_length} iterations, this run's have "
+                f"{epoch_length}; training goes on from the start of epoch {engine.state.epoch + 1} (iteration "
+                f"{engine.state.epoch * epoch_length}; TensorBoard steps follow the new count)"
+            )
+            engine.state.epoch_length = epoch_length
+            engine.state.iteration = engine.state.epoch * epoch_length
         self.resumed_from_epoch = engine.state.epoch
         self._saved_iteration = engine.state.iteration  # the checkpoint on disk holds exactly this state
         self._info_written = (self.save_dir / MODEL_INFO_NAME).is_file()
@@ -420,6 +438,9 @@ class AtomicCheckpoint:
         iteration = engine.state.iteration if engine is not None else None
         if iteration is not None and iteration == self._saved_iteration:
             return  # e.g. COMPLETED right after the last epoch's periodic save
+        if not is_main_process():  # multi-process training: rank 0 writes (every rank holds the same weights)
+            self._saved_iteration = iteration
+            return
         state: dict[str, Any] = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         bad = [name for name in _non_finite({k: v for k, v in state.items() if k != self.engine_key})]
         if bad:
@@ -449,7 +470,7 @@ class AtomicCheckpoint:
 
     def _snapshot(self, engine: Engine) -> None:
         epoch = engine.state.epoch
-        if epoch not in self.snapshot_epochs:
+        if epoch not in self.snapshot_epochs or not is_main_process():
             return
         model_key = self.model_key
         assert model_key is not None  # the constructor requires model_key with snapshot_epochs

@@ -9,6 +9,8 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from medsyn_monai.utils.distributed import get_world_size
+
 __all__ = ["DifferentialPrivacy", "PrivacyBudgetError"]
 
 
@@ -88,6 +90,12 @@ class DifferentialPrivacy:
         if self.privacy_engine is not None:
             return
         network, optimizer, loader = engine.network, engine.optimizer, engine.data_loader  # type: ignore[attr-defined]
+        if get_world_size() > 1:
+            raise ValueError(
+                "differential privacy (--dp_epsilon) is trained in one process: multi-process DP-SGD needs Opacus' "
+                "own DPDDP wrapper and a distributed Poisson sampler, which this project does not set up. Train "
+                "without configs/multi_gpu_train.json, or without --dp_epsilon."
+            )
         if getattr(engine, "amp", False) and getattr(engine, "scaler", None) is not None:
             raise ValueError("differential privacy (--dp_epsilon) does not work with float16 AMP: set --amp false.")
         own = {id(p) for p in network.parameters()}

@@ -7,6 +7,8 @@ from typing import Any
 from ignite.engine import Engine
 from ignite.handlers import ProgressBar
 
+from medsyn_monai.utils.distributed import is_main_process
+
 __all__ = ["LossProgressBar"]
 
 
@@ -15,7 +17,8 @@ class LossProgressBar(ProgressBar):
 
     MONAI bundles attach handlers with ``handler.attach(engine)`` only, so the loss display is set up here. The bar
     is shown on terminals and switched off automatically when output is not a terminal (log files, CI), where
-    :class:`~medsyn_monai.handlers.TrainingStatsHandler` prints one line per epoch instead.
+    :class:`~medsyn_monai.handlers.TrainingStatsHandler` prints one line per epoch instead. In multi-process
+    training (``torchrun``) only the main process shows it.
 
     Args:
         persist: keep the bar after each epoch.
@@ -27,6 +30,8 @@ class LossProgressBar(ProgressBar):
         super().__init__(persist=persist, **tqdm_kwargs)
 
     def attach(self, engine: Engine, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]  # as ProgressBar
+        if not is_main_process():
+            return
         if not args and "output_transform" not in kwargs:
             kwargs["output_transform"] = lambda output: {"loss": float(output["loss"].detach())}
         super().attach(engine, *args, **kwargs)

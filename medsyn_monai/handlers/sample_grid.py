@@ -13,6 +13,7 @@ from ignite.engine import Engine, Events
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.networks.schedulers import SamplingScheduler
+from medsyn_monai.utils.distributed import is_main_process
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 
 __all__ = ["SampleGridHandler"]
@@ -78,6 +79,8 @@ class SampleGridHandler:
         self.last_grid: np.ndarray | None = None
 
     def attach(self, engine: Engine) -> None:
+        if not is_main_process():
+            return  # multi-process training: the main process samples and writes the grids
         if self.interval > 0:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self._on_completed)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from ignite.engine import Engine, Events
 
+from medsyn_monai.utils.distributed import all_reduce_max, get_world_size
+
 __all__ = ["TimeBudget"]
 
 
@@ -21,7 +23,8 @@ class TimeBudget:
     every iteration; when the budget is spent the engine
     terminates cleanly, so ``Events.COMPLETED`` handlers (final checkpoint, last sample grid) still run. A resumed
     run gets a fresh budget. The time spent by other handlers of the iteration (EMA, logging, periodic sample grids
-    and checkpoints) counts towards the budget, as it would for a user watching the clock.
+    and checkpoints) counts towards the budget, as it would for a user watching the clock. In multi-process training
+    (``torchrun``) the processes compare clocks after every iteration and all stop at the same one.
 
     Args:
         max_minutes: the budget in minutes; ``None`` or ``0`` switches the handler off (train for ``max_epochs``).
@@ -71,6 +74,8 @@ class TimeBudget:
 
     def _check(self, engine: Engine) -> None:
         elapsed = self.elapsed_seconds
+        if get_world_size() > 1:  # every process stops at the same iteration, when the slowest clock says so
+            elapsed = all_reduce_max([elapsed])[0]
         if self.max_seconds is not None and elapsed >= self.max_seconds and not self.stopped:
             self.stopped = True
             self.logger.info(

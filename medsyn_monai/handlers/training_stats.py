@@ -13,6 +13,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 from torch.optim import Optimizer
 
+from medsyn_monai.utils.distributed import all_reduce_max, all_reduce_sum, get_world_size, is_main_process
 from medsyn_monai.utils.io import atomic_write
 
 __all__ = ["TrainingStatsHandler"]
@@ -36,6 +37,10 @@ class TrainingStatsHandler:
     :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are logged the same way: ``train/<key>``
     per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the
     output never held the key).
+
+    In multi-process training (``torchrun``) the epoch means are over the batches of every process and the images
+    per second are those of all processes together (the global throughput); only the main process logs and writes.
+    Per-iteration TensorBoard scalars are the main process's own batch.
 
     Args:
         optimizer: optimizer whose first parameter group's ``lr`` is logged.
@@ -93,7 +98,7 @@ class TrainingStatsHandler:
             self._epoch_completed(engine)
 
     def _epoch_started(self, engine: Engine) -> None:
-        if not self._csv_checked:
+        if not self._csv_checked and is_main_process():
             self._csv_checked = True
             self._drop_rows_from(engine.state.epoch)
         self._loss_sum, self._count, self._images, self._t0 = 0.0, 0, 0, time.perf_counter()
@@ -117,7 +122,11 @@ class TrainingStatsHandler:
                 extras[key] = float(value.detach()) if hasattr(value, "detach") else float(value)
                 self._extra_sums[key] += extras[key]
                 self._extra_counts[key] += 1
-        if self.summary_writer is not None and engine.state.iteration % self.iteration_interval == 0:
+        if (
+            self.summary_writer is not None
+            and engine.state.iteration % self.iteration_interval == 0
+            and is_main_process()
+        ):
             self.summary_writer.add_scalar("train/loss", loss, engine.state.iteration)
             self.summary_writer.add_scalar("train/lr", self.lr, engine.state.iteration)
             for key, value in extras.items():
@@ -126,18 +135,28 @@ class TrainingStatsHandler:
     def _epoch_completed(self, engine: Engine) -> None:
         self._logged_epoch = engine.state.epoch
         seconds = time.perf_counter() - self._t0
+        loss_sum, count, images = float(self._loss_sum), float(self._count), float(self._images)
+        extra_sums = [self._extra_sums.get(k, 0.0) for k in self.extra_keys]
+        extra_counts = [float(self._extra_counts.get(k, 0)) for k in self.extra_keys]
+        if get_world_size() > 1:  # every process's batches (collectives: each process takes part)
+            totals = all_reduce_sum([loss_sum, count, images, *extra_sums, *extra_counts])
+            loss_sum, count, images = totals[:3]
+            n = len(self.extra_keys)
+            extra_sums, extra_counts = totals[3 : 3 + n], totals[3 + n :]
+            seconds = all_reduce_max([seconds])[0]
         row = {
             "epoch": engine.state.epoch,
             "iteration": engine.state.iteration,
-            "mean_loss": self._loss_sum / max(self._count, 1),
+            "mean_loss": loss_sum / max(count, 1.0),
             "lr": self.lr,
             "epoch_seconds": seconds,
-            "images_per_second": self._images / seconds if seconds > 0 else 0.0,
+            "images_per_second": images / seconds if seconds > 0 else 0.0,
         }
-        for key in self.extra_keys:
-            count = self._extra_counts.get(key, 0)
-            row[f"mean_{key}"] = self._extra_sums[key] / count if count else math.nan
+        for key, total, n_values in zip(self.extra_keys, extra_sums, extra_counts, strict=True):
+            row[f"mean_{key}"] = total / n_values if n_values else math.nan
         self.history.append(row)
+        if not is_main_process():
+            return
         extras = "".join(f"  {key} {row[f'mean_{key}']:.4f}" for key in self.extra_keys)
         self.logger.info(
             f"epoch {row['epoch']}/{engine.state.max_epochs}  loss {row['mean_loss']:.4f}{extras}  lr {row['lr']:.2e}  "

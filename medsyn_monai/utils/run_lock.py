@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from medsyn_monai.utils.distributed import is_main_process
+
 __all__ = ["RunLock", "RunLockedError"]
 
 LOCK_NAME = ".medsyn_run.lock"
@@ -89,12 +91,13 @@ class RunLock:
         return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
 
     def acquire(self) -> RunLock:
-        """Take the lock (see the class docstring); returns ``self``.
+        """Take the lock (see the class docstring); returns ``self``. In multi-process training (``torchrun``) the
+        main process takes it for all (the others share its run folder and do nothing here).
 
         Raises:
             RunLockedError: another live run holds it, or a run on another host.
         """
-        if self.held:
+        if self.held or not is_main_process():
             return self
         if not self.folder.exists():
             self.folder.mkdir(parents=True)

@@ -46,7 +46,7 @@ class Run:
     ckpt: AtomicCheckpoint
 
 
-def _make_run(folder: Path, max_epochs: int, fail_at=None, lr=1e-3, weight_decay=0.0, **ckpt_kwargs) -> Run:
+def _make_run(folder: Path, max_epochs: int, fail_at=None, lr=1e-3, weight_decay=0.0, batches=3, **ckpt_kwargs) -> Run:
     """A run of 3 iterations an epoch checkpointed into ``folder/models``: AdamW, an LR scheduler stepped every
     iteration, EMA weights; settings ``{"lr": lr}`` unless ``ckpt_kwargs`` gives others."""
     net = tiny_unet()
@@ -57,7 +57,7 @@ def _make_run(folder: Path, max_epochs: int, fail_at=None, lr=1e-3, weight_decay
     save_dict = {"network": net, "ema": ema.ema_model, "optimizer": opt, "lr_scheduler": sched}
     ckpt = AtomicCheckpoint(folder / "models", save_dict, **ckpt_kwargs)
     trainer = DiffusionTrainer(
-        "cpu", max_epochs, noise_batches(3), net, opt, DDPMScheduler(100), train_handlers=[ema, ckpt]
+        "cpu", max_epochs, noise_batches(batches), net, opt, DDPMScheduler(100), train_handlers=[ema, ckpt]
     )
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: sched.step())
     if fail_at is not None:
@@ -230,6 +230,17 @@ def test_override_resumes_with_the_new_hyperparameters(tmp_path, caplog):
     assert f"resuming {checkpoint} with new settings (--resume override): lr: 0.001 -> 0.0005" in caplog.text
     state = load_torch_file(checkpoint)
     assert state["settings"] == {"lr": 5e-4} and state["optimizer"]["param_groups"][0]["weight_decay"] == 0.05
+
+
+def test_override_with_another_epoch_length_starts_the_next_epoch(tmp_path, caplog):
+    """A resume whose epochs have another number of iterations (batch size or number of processes changed) trains
+    whole epochs of the new length from the epoch after the saved one, instead of the checkpoint's epoch length."""
+    _make_run(tmp_path, 2, settings={"batch": 4}).trainer.run()  # 3 iterations an epoch: saved at iteration 6
+    run = _make_run(tmp_path, 3, batches=5, settings={"batch": 2}, resume="override")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        run.trainer.run()
+    assert run.trainer.state.epoch == 3 and run.trainer.state.iteration == 15  # epoch 3: iterations 11-15
+    assert "its epochs had 3 iterations, this run's have 5; training goes on from the start of epoch 3" in caplog.text
 
 
 def test_restart_moves_the_previous_run_aside(tmp_path, caplog):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from medsyn_monai.utils.distributed import is_main_process, main_process_first
 from medsyn_monai.utils.enums import DemoKind
 
 from .cells import create_cells_demo
@@ -94,8 +95,12 @@ def prepare_demo(kind: str, path: str | os.PathLike, demo_dir: str | os.PathLike
         '/data/isic/lesions'
     """
     target, demo = Path(os.path.abspath(path)), Path(os.path.abspath(demo_dir))
-    empty = not demo.is_dir() or not any(not p.name.startswith(".") for p in demo.iterdir())
-    if (target == demo or demo in target.parents) and empty:
-        logger.warning("writing the synthetic %r demo data to '%s' (digital phantoms, no patient data)", kind, demo_dir)
-        create_demo(kind, demo, **kwargs)
+    if target == demo or demo in target.parents:
+        with main_process_first():  # multi-process training: rank 0 writes the demo, the others then read it
+            empty = not demo.is_dir() or not any(not p.name.startswith(".") for p in demo.iterdir())
+            if empty and is_main_process():
+                logger.warning(
+                    "writing the synthetic %r demo data to '%s' (digital phantoms, no patient data)", kind, demo_dir
+                )
+                create_demo(kind, demo, **kwargs)
     return str(path)
