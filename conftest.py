@@ -8,3 +8,5 @@ collect_ignore: list[str] = []
 if importlib.util.find_spec("monai.deploy") is None:  # extra [deploy]: MONAI Deploy App SDK
     collect_ignore += ["medsyn_monai/apps/deploy/app.py", "medsyn_monai/apps/deploy/__main__.py",
                        "tests/apps/deploy/test_app.py"]  # fmt: skip
+if importlib.util.find_spec("monailabel") is None:  # MONAI Label's own environment (requirements-label.txt)
+    collect_ignore += ["medsyn_monai/apps/label/app", "tests/apps/label/test_label_app.py"]

@@ -31,6 +31,7 @@ TINY = {
     "num_class_images": "2",
     "pretrain_epochs": "1", "finetune_epochs": "1", "real_epochs": "1", "seeds": "[0]", "sampling_steps": "[1,2]",
     "device": "cpu", "cpu_bf16": "false", "max_instance_images": "2", "expert_input_size": "32",
+    "attention_levels": "[false,false]", "norm_num_groups": "8",  # for the full-size recipes
 }  # fmt: skip
 DEMO_SIZES = {"ct": {"num_cases": 8, "num_slices": 4, "size": 64}, "cells": {"num_per_class": 30, "size": 32},
               "cxr": {"num_per_class": 30, "size": 32}, "histo": {"num_per_class": 10, "size": 32},
