@@ -9,9 +9,12 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from pydicom.uid import generate_uid
 
 from medsyn_monai.utils.io import atomic_write
+
+PYDICOM_3 = int(pydicom.__version__.split(".")[0]) >= 3
 
 __all__ = ["SyntheticDicomWriter", "SYNTHETIC_CONVERSION_TYPE"]
 
@@ -152,4 +155,7 @@ class SyntheticDicomWriter:
             ds.WindowWidth = f"{hi - lo:g}"
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
+        # a DICOM file with its File Meta header: pydicom >= 3 spells it enforce_file_format, pydicom 2 (MONAI Label's
+        # environment) write_like_original=False
+        options = {"enforce_file_format": True} if PYDICOM_3 else {"write_like_original": False}
+        return atomic_write(path, lambda tmp: ds.save_as(tmp, **options))

@@ -4,6 +4,7 @@ returns a synthetic NIfTI of the requested class marked synthetic, nothing is sa
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from medsyn_monai.apps.demo import create_demo
@@ -87,6 +89,13 @@ def test_infer_returns_synthetic_image_of_the_class(server, tmp_path):
                         timeout=300).json()  # fmt: skip
     assert result["class_name"] == "pneumonia" and result["synthetic"] and result["request_seed"] == 3
     assert len(result["checkpoint_sha256"]) == 64
+    # DICOM on request: the export's Secondary Capture, marked synthetic
+    dicom = {"params": json.dumps({"class_name": "normal", "seed": 1, "format": "dicom"})}
+    response = httpx.post(f"{url}/infer/synthetic", params={"image": "case001", "output": "image"}, data=dicom,
+                          timeout=300)  # fmt: skip
+    assert response.status_code == 200, response.text[:500]
+    ds = pydicom.dcmread(io.BytesIO(response.content))
+    assert ds.ConversionType == "SYN" and ds.Modality == "DX" and str(ds.PatientName).startswith("SYNTHETIC^")
     # a synthetic image is never stored as a label of the real image
     assert not [p for p in (studies / "labels").rglob("*") if p.is_file()]
 

@@ -2,7 +2,8 @@
 
 ``monailabel start_server --app medsyn_monai/apps/label/app --studies <datastore> --conf models <models folder>``
 (``--conf models``: the ``models`` folder of a training run, e.g. ``runs/ct_lightweight/models``; optional
-``--conf num_inference_steps 50 --conf device cuda``). Runs in MONAI Label's own environment (see the docs).
+``--conf num_inference_steps 50 --conf device cuda --conf format dicom``). Runs in MONAI Label's own environment
+(see the docs).
 """
 
 from __future__ import annotations
@@ -45,4 +46,9 @@ class MyApp(MONAILabelApp):
 
     def init_infers(self) -> dict[str, InferTask]:
         steps = int(self.conf.get("num_inference_steps", 50))
-        return {"synthetic": SyntheticImageInfer(self.model_file, steps, self.conf.get("device", "cuda"))}
+        # a DICOMweb-backed server (--studies http(s)://...) answers with DICOM by default, a local datastore NIfTI
+        dicomweb = str(self.studies).startswith(("http://", "https://"))
+        output_format = self.conf.get("format", "dicom" if dicomweb else "nifti")
+        return {
+            "synthetic": SyntheticImageInfer(self.model_file, steps, self.conf.get("device", "cuda"), output_format)
+        }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, cast
 import nibabel as nib
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from medsyn_monai.apps.deploy.request import BUNDLE_MODALITY
 from medsyn_monai.apps.export import SyntheticExporter
 from medsyn_monai.apps.generation import DiffusionSampler
 from medsyn_monai.utils.model_info import load_model_info
@@ -23,16 +23,19 @@ DESCRIPTION = "SYNTHETIC image (medsyn_monai), not a patient"
 
 class SyntheticImageInfer(InferTask):
     """Generate one synthetic image of ``class_name`` (request parameters: ``class_name``, ``seed``,
-    ``guidance_scale``, ``num_inference_steps``) and return it as NIfTI (the training intensity range, e.g. HU,
-    header description ``SYNTHETIC ...``) with its provenance as the result JSON. The request's ``image`` (MONAI
-    Label requires one) is not read, and the result is never saved as a label of that image."""
+    ``guidance_scale``, ``num_inference_steps``, ``format``) and return it as NIfTI (``format="nifti"``: the training
+    intensity range, e.g. HU, header description ``SYNTHETIC ...``) or DICOM (``"dicom"``: the export's Secondary
+    Capture marked synthetic, ConversionType ``SYN``; the default when the server's datastore is DICOMweb), with its
+    provenance as the result JSON. The request's ``image`` (MONAI Label requires one) is not read, and the result is
+    never saved as a label of that image."""
 
-    def __init__(self, model_file: Path, num_inference_steps: int = 50, device: str = "cuda") -> None:
+    def __init__(
+        self, model_file: Path, num_inference_steps: int = 50, device: str = "cuda", output_format: str = "nifti"
+    ) -> None:
         self.model_file = Path(model_file)
         info = load_model_info(self.model_file.parent)
         self.class_names = list(info.get("class_names") or [])
         self.bundle = str(info.get("bundle", "medsyn_monai"))
-        self.sha256 = hashlib.sha256(self.model_file.read_bytes()).hexdigest()
         super().__init__(
             type=InferType.OTHERS,
             labels=self.class_names,
@@ -44,6 +47,7 @@ class SyntheticImageInfer(InferTask):
                 "guidance_scale": 1.0,
                 "num_inference_steps": int(num_inference_steps),
                 "device": device,
+                "format": output_format,
             },  # fmt: skip
         )
 
@@ -56,19 +60,23 @@ class SyntheticImageInfer(InferTask):
         class_name = str(options["class_name"])
         if self.class_names and class_name not in self.class_names:
             raise ValueError(f"class_name {class_name!r} is not a class of the model: {self.class_names}")
-        seed = int(options["seed"])
+        seed, output_format = int(options["seed"]), str(options["format"]).lower()
+        if output_format not in ("nifti", "dicom"):
+            raise ValueError(f"format must be 'nifti' or 'dicom', got {output_format!r}")
         sampler = DiffusionSampler.from_checkpoint(
             self.model_file, num_inference_steps=int(options["num_inference_steps"]),
             guidance_scale=float(options["guidance_scale"]), seed=seed, device=str(options["device"]), verbose=False,
         )  # fmt: skip
         out = Path(tempfile.mkdtemp(prefix="medsyn_label_"))
-        exporter = SyntheticExporter(sampler, out, export_format="nifti", num_samples_per_class=1,
-                                     class_names=[class_name] if self.class_names else None)  # fmt: skip
+        exporter = SyntheticExporter(sampler, out, export_format=output_format, num_samples_per_class=1,
+                                     class_names=[class_name] if self.class_names else None,
+                                     modality=BUNDLE_MODALITY.get(self.bundle, "OT"))  # fmt: skip
         row = exporter.run()[0]
         path = out / row["file"]
-        image = cast(nib.Nifti1Image, nib.load(path))
-        image.header["descrip"] = DESCRIPTION.encode()
-        nib.save(image, path)
+        if output_format == "nifti":
+            image = cast(nib.Nifti1Image, nib.load(path))
+            image.header["descrip"] = DESCRIPTION.encode()
+            nib.save(image, path)
         keys = (
             "class_name",
             "seed",
