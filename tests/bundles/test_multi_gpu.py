@@ -1,7 +1,8 @@
 """``multi_gpu_train.json`` of every bundle, run as documented with ``torchrun --standalone --nproc_per_node=2`` on
 the CPU (gloo), tiny sizes: both processes train, only rank 0 writes (one checkpoint, one TensorBoard event file,
-one CSV log), a second command resumes the run under DDP, and a one-process run with the same global batch trains
-as many iterations, with (main job) the same epoch losses within 15 %. That two processes and one process compute
+one CSV log); for the main job and the feature-aligned bundle a second command resumes the run under DDP and a
+one-process run with the same global batch trains as many iterations, with (main job) the same epoch losses within
+15 %. That two processes and one process compute
 the same weights exactly is tested on the engine (``tests/engines/test_trainer_distributed.py``)."""
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ OPTIONS: dict[str, dict[str, Any]] = {"cxr_cfg": {"num_head_channels": 8, "cross
                                       "derm_dreambooth": {"num_head_channels": 8}}  # fmt: skip
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 BATCH = 4  # per process: the global batch is 8
+#: bundles also resumed under DDP and compared with one process (the main job; feature alignment with its expert)
+FULL_CHECK = ("ct_lightweight", "histo_feature_aligned")
 
 
 def _options(**options: Any) -> list[str]:
@@ -91,6 +94,8 @@ def test_torchrun_two_processes(name, tmp_path):
     assert [p.name for p in (ddp / "samples" / "training").iterdir()] == ["epoch_0001.png"]
     assert not (ddp / ".medsyn_run.lock").exists()
 
+    if name not in FULL_CHECK:
+        return
     # a second command resumes under DDP and trains epoch 2
     second = _check(_run(bundle, ddp, data, 2, max_epochs=2, **extra))
     assert second.count("resumed from") == 2 and "at epoch 1 (max_epochs 2)" in second  # both processes
