@@ -45,7 +45,10 @@ def server(tmp_path_factory):
            str(studies), "--conf", "models", str(root / "run" / "models"), "--conf", "num_inference_steps", "2",
            "--conf", "device", "cpu", "--port", str(port)]  # fmt: skip
     log = open(root / "server.log", "w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the monailabel script runs "python -m monailabel.main": this environment's python first on PATH, as after
+    # activating it
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
