@@ -24,6 +24,7 @@ from .enums import (
     SourceFormat,
     Split,
     TimeInjection,
+    TimestepSpacing,
 )
 from .image_grid import make_grid, save_grid_png, to_display_uint8
 from .io import (
@@ -52,6 +53,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "SchedulerType",
+    "TimestepSpacing",
     "SourceFormat",
     "Split",
     "TRUE_STRINGS",

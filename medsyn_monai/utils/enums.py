@@ -17,6 +17,7 @@ __all__ = [
     "LossType",
     "PredictionType",
     "SchedulerType",
+    "TimestepSpacing",
     "SourceFormat",
     "DatasetLayout",
     "Split",
@@ -96,10 +97,35 @@ class PredictionType(StrEnum):
 
 
 class SchedulerType(StrEnum):
-    """Noise schedulers available for training and sampling."""
+    """Samplers of a trained model (``scheduler_type`` of the bundle configs).
+
+    - ``DDPM``: ancestral sampling through all ``num_train_timesteps`` steps (Ho et al. 2020).
+    - ``DDIM``: first-order deterministic steps (Song et al. 2021), any number of steps.
+    - ``DPMPP_2M`` / ``DPMPP_3M``: DPM-Solver++ multistep, second / third order (Lu et al. 2022).
+    - ``UNIPC``: UniPC predictor-corrector, B(h) = e^h - 1, second order (Zhao et al. 2023).
+    """
 
     DDPM = "ddpm"
     DDIM = "ddim"
+    DPMPP_2M = "dpmpp_2m"
+    DPMPP_3M = "dpmpp_3m"
+    UNIPC = "unipc"
+
+
+class TimestepSpacing(StrEnum):
+    """Where the ``n`` sampling time steps lie between ``T - 1`` and ``0``
+    (:func:`~medsyn_monai.networks.schedulers.sampling_timesteps`).
+
+    - ``UNIFORM``: evenly in time (DDIM; DPM-Solver's "time uniform").
+    - ``QUADRATIC``: evenly in the square root of time, dense near the clean end (DDIM's CIFAR-10 setting).
+    - ``LOGSNR``: evenly in the half log signal-to-noise ratio ``lambda`` (DPM-Solver's "logSNR").
+    - ``KARRAS``: evenly in ``sigma^(1/7)`` with ``sigma = sqrt((1 - alpha_bar) / alpha_bar)`` (Karras et al. 2022).
+    """
+
+    UNIFORM = "uniform"
+    QUADRATIC = "quadratic"
+    LOGSNR = "logsnr"
+    KARRAS = "karras"
 
 
 class SourceFormat(StrEnum):

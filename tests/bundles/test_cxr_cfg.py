@@ -123,6 +123,15 @@ def test_inference_per_class_with_rescale(bundle, trained, tmp_path):
     assert [r["label"] for r in bundle.csv_rows(samples / "samples.csv")] == ["1", "1", "1"]
 
 
+@pytest.mark.parametrize("scheduler_type", ["dpmpp_2m", "dpmpp_3m", "unipc"])
+def test_inference_with_the_solvers(bundle, trained, tmp_path, scheduler_type):
+    """Each solver samples the trained model with guidance at a step count that does not divide T."""
+    bundle.infer(tmp_path, ckpt_path=str(trained / "models" / "model.pt"), num_samples=2, scheduler_type=scheduler_type,
+                 num_inference_steps=7, device="cpu")  # fmt: skip
+    images = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "samples").glob("sample_*.png"))]
+    assert len(images) == 2 and all(im.std() > 0 for im in images)
+
+
 def test_evaluate_guidance_sweep_and_ood_reference(bundle, trained, tiny_demo, tiny_ood):
     bundle.run("evaluate", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT, ood_dir=str(tiny_ood),
                num_samples=8, num_seeds=1, samples_per_class=2, num_inference_steps=2, guidance_scales=[0.0, 3.0],

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.networks.schedulers import DDIMScheduler
 from PIL import Image
 
 from medsyn_monai.apps.generation.sampler import DiffusionSampler
@@ -77,7 +76,7 @@ class PriorImageGenerator:
 
     Example:
         >>> import tempfile, torch
-        >>> from monai.networks.schedulers import DDIMScheduler
+        >>> from medsyn_monai.networks.schedulers import DDIMScheduler
         >>> from medsyn_monai.inferers import ConditionalDiffusionInferer
         >>> from medsyn_monai.networks.nets import LightweightDiffusionUNet
         >>> net = LightweightDiffusionUNet(2, 1, 1, channels=(4, 8), norm_num_groups=4, num_class_embeds=3)
@@ -207,11 +206,6 @@ class PriorImageGenerator:
         network = s.network.to(s.device).eval()
         if s.num_inference_steps is not None:
             s.scheduler.set_timesteps(s.num_inference_steps)
-            if isinstance(s.scheduler, DDIMScheduler) and s.scheduler.num_train_timesteps % s.num_inference_steps:
-                self.logger.warning(
-                    f"num_inference_steps={s.num_inference_steps} does not divide num_train_timesteps="
-                    f"{s.scheduler.num_train_timesteps}: DDIM samples degrade; use a divisor."
-                )
         out = []
         for start in range(0, len(indices), self.batch_size):
             batch = list(indices[start : start + self.batch_size])

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.networks.schedulers import DDIMScheduler
 from monai.transforms import SaveImage
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
@@ -152,6 +151,7 @@ class DiffusionSampler:
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         cpu_bf16: bool = False,
+        scheduler_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> DiffusionSampler:
         """The sampler of a model trained by a bundle: network, noise schedule, classes and image shape are rebuilt
@@ -161,12 +161,14 @@ class DiffusionSampler:
             ckpt_path: ``models/model.pt`` (or a snapshot, or ``checkpoint.pt``) of a training run.
             output_dir: where :meth:`run` writes (default: ``samples/`` beside the ``models/`` folder).
             num_samples: number of images.
-            scheduler_type: ``"ddim"`` (``num_inference_steps`` steps) or ``"ddpm"`` (all training steps)
+            scheduler_type: ``"ddim"``, ``"dpmpp_2m"``, ``"dpmpp_3m"``, ``"unipc"`` (``num_inference_steps``
+                model evaluations, any number up to the training steps) or ``"ddpm"`` (all training steps)
                 (:func:`~medsyn_monai.networks.schedulers.sampling_scheduler`).
-            num_inference_steps: DDIM steps (ignored by DDPM).
+            num_inference_steps: number of sampling steps (ignored by DDPM).
             guidance_scale: classifier-free guidance weight (1 = none).
             guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2024).
             cpu_bf16: bfloat16 autocast on the CPU.
+            scheduler_options: options of the sampling scheduler (e.g. ``{"timestep_spacing": "logsnr"}``).
             kwargs: other :class:`DiffusionSampler` arguments (``batch_size``, ``class_labels``,
                 ``num_samples_per_class``, ``seed``, ``device``, ``save_png``, ...); ``nifti_range`` defaults to the
                 training intensity range (e.g. the CT window in HU).
@@ -182,7 +184,7 @@ class DiffusionSampler:
                 f"the model_info.json beside {ckpt_path} has no {missing} entries: it was written by an older release "
                 "of medsyn_monai; train the model again with this release."
             )
-        scheduler = sampling_scheduler(scheduler_type, **info["scheduler"])
+        scheduler = sampling_scheduler(scheduler_type, **info["scheduler"], **(scheduler_options or {}))
         inferer = ConditionalDiffusionInferer(
             scheduler,  # type: ignore[arg-type]  # a MONAI scheduler, typed by what sampling needs
             cpu_bf16=cpu_bf16,
@@ -264,14 +266,6 @@ class DiffusionSampler:
         self.network.to(self.device).eval()
         if self.num_inference_steps is not None:
             self.scheduler.set_timesteps(self.num_inference_steps)
-            train_steps = self.scheduler.num_train_timesteps
-            if isinstance(self.scheduler, DDIMScheduler) and train_steps % self.num_inference_steps:
-                # MONAI's DDIM step goes from t to t - T // n, but the time steps it samples are spaced unevenly
-                # when n does not divide T: every other update then targets the wrong noise level
-                self.logger.warning(
-                    f"num_inference_steps={self.num_inference_steps} does not divide num_train_timesteps="
-                    f"{train_steps}: DDIM samples degrade (measured in bundles/cell_ddpm/docs); use a divisor."
-                )
         base_seed = self.seed if seed is None else int(seed)
         generator = torch.Generator().manual_seed(base_seed)  # the starting noise: drawn on the CPU, any device
         # the noise of stochastic steps (DDPM, DDIM with eta > 0) is drawn where the network runs: a generator on

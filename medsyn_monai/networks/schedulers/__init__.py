@@ -1,4 +1,19 @@
+from .ddim import DDIMScheduler
+from .dpm_solver import DPMSolverMultistepScheduler
 from .factory import SAMPLING_SCHEDULERS, sampling_scheduler
+from .multistep import MultistepScheduler
 from .protocol import SamplingScheduler
+from .spacing import parse_spacing, sampling_timesteps
+from .unipc import UniPCMultistepScheduler
 
-__all__ = ["SAMPLING_SCHEDULERS", "SamplingScheduler", "sampling_scheduler"]
+__all__ = [
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "MultistepScheduler",
+    "SAMPLING_SCHEDULERS",
+    "SamplingScheduler",
+    "UniPCMultistepScheduler",
+    "parse_spacing",
+    "sampling_scheduler",
+    "sampling_timesteps",
+]

@@ -5,30 +5,50 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from monai.networks.schedulers import DDPMScheduler
 
-from medsyn_monai.networks.schedulers import SAMPLING_SCHEDULERS, sampling_scheduler
+from medsyn_monai.networks.schedulers import (
+    SAMPLING_SCHEDULERS,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    UniPCMultistepScheduler,
+    sampling_scheduler,
+)
 from medsyn_monai.utils.enums import SchedulerType
 
 
 def test_every_scheduler_type_has_a_class():
     assert sorted(SAMPLING_SCHEDULERS) == sorted(t.value for t in SchedulerType)
-    for kind, cls in [("ddpm", DDPMScheduler), (SchedulerType.DDIM, DDIMScheduler), ("DDIM", DDIMScheduler)]:
+    for kind, cls, order in [
+        ("ddpm", DDPMScheduler, None),
+        (SchedulerType.DDIM, DDIMScheduler, None),
+        ("DDIM", DDIMScheduler, None),
+        ("dpmpp_2m", DPMSolverMultistepScheduler, 2),
+        ("dpmpp_3m", DPMSolverMultistepScheduler, 3),
+        ("unipc", UniPCMultistepScheduler, 2),
+    ]:
         scheduler = sampling_scheduler(kind, num_train_timesteps=50)
         assert type(scheduler) is cls and scheduler.num_train_timesteps == 50
-        assert scheduler.prediction_type == "epsilon"
+        assert scheduler.prediction_type == "epsilon" and getattr(scheduler, "solver_order", None) == order
+
+
+def test_options_reach_the_scheduler():
+    scheduler = sampling_scheduler("unipc", 100, timestep_spacing="karras", clip_sample=False)
+    assert scheduler.timestep_spacing == "karras" and scheduler.clip_sample is False
+    with pytest.raises(TypeError):
+        sampling_scheduler("ddpm", 100, timestep_spacing="karras")  # DDPM steps through every training step
 
 
 @pytest.mark.parametrize("schedule", ["linear_beta", "scaled_linear_beta", "cosine"])
 def test_the_training_schedule_is_passed_on(schedule):
-    for kind, cls in SAMPLING_SCHEDULERS.items():
+    for kind in SAMPLING_SCHEDULERS:
         scheduler = sampling_scheduler(kind, num_train_timesteps=40, schedule=schedule)
-        torch.testing.assert_close(scheduler.betas, cls(num_train_timesteps=40, schedule=schedule).betas)
+        torch.testing.assert_close(scheduler.betas, DDPMScheduler(num_train_timesteps=40, schedule=schedule).betas)
     other = "cosine" if schedule != "cosine" else "linear_beta"
     assert not torch.allclose(scheduler.betas, sampling_scheduler("ddim", 40, schedule=other).betas)
 
 
-@pytest.mark.parametrize("kind, steps", [("ddpm", 20), ("ddim", 4)])  # DDPM samples with all its steps
+@pytest.mark.parametrize("kind, steps", [("ddpm", 20), ("ddim", 4), ("dpmpp_2m", 4), ("dpmpp_3m", 5), ("unipc", 3)])
 def test_oracle_sample_prediction_reaches_the_target(kind, steps):
     """A network that predicts the clean image (prediction_type "sample") exactly brings noise to that image."""
     target = torch.linspace(-0.9, 0.9, 16).view(1, 1, 4, 4)
