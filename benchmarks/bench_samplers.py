@@ -8,8 +8,9 @@ Steps (every config runs as in the bundle's docs; reused when its output exists 
    the domain-FID (the bundle's evaluation measure).
 2. ``train.json`` (the bundle's defaults) for ``--train-minutes`` of wall time.
 3. For each sampler and NFE, ``--num-samples`` images (classes in turn) for each of ``--seeds`` sampling seeds, at
-   guidance ``--guidance-scale``; FID against the real test split in the expert's feature space, and the sampling
-   wall time per image (this machine, alone, all threads). DDPM-1000 is the reference row.
+   guidance ``--guidance-scale`` (CPU bfloat16 autocast unless ``--fp32``); FID against the real test split in the
+   expert's feature space, and the sampling wall time per image (this machine, alone, all threads). DDPM-1000 is the
+   reference row.
 
 It prints one table (sampler, spacing, NFE, FID mean ± std over seeds, FID / DDPM-1000's FID, seconds per image) and
 writes ``samplers.json`` / ``samplers.md`` into ``--output-dir``.
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=250, help="images per seed (classes in turn)")
     parser.add_argument("--ddpm-samples", type=int, default=None, help="images per seed for DDPM-1000 (default: same)")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
+    parser.add_argument("--fp32", action="store_true", help="sample in float32 (default: CPU bfloat16 autocast)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, not the samplers")
     args = parser.parse_args()
 
@@ -97,6 +99,7 @@ def main() -> None:
             sampler = DiffusionSampler.from_checkpoint(
                 ckpt, scheduler_type=kind, num_inference_steps=steps, guidance_scale=args.guidance_scale,
                 num_samples=num, batch_size=250, seed=seed, device="cpu", verbose=False, save_png=False,
+                cpu_bf16=not args.fp32,
                 scheduler_options={"timestep_spacing": spacing} if spacing else None,
             )  # fmt: skip
             sampler.load_weights()
@@ -106,7 +109,8 @@ def main() -> None:
             fids.append(frechet_distance(real_features, extractor.extract(images)))
         nfe = steps if steps is not None else sampler.scheduler.num_train_timesteps
         row = {"sampler": kind, "spacing": spacing or "-", "nfe": nfe, "fid_mean": float(np.mean(fids)),
-               "fid_std": float(np.std(fids)), "seconds_per_image": seconds / (num * args.seeds), "fids": fids}  # fmt: skip
+               "fid_std": float(np.std(fids)), "seconds_per_image": seconds / (num * args.seeds),
+               "fids": fids}  # fmt: skip
         print(json.dumps({k: v for k, v in row.items() if k != "fids"}), flush=True)
         return row
 
@@ -116,7 +120,8 @@ def main() -> None:
 
     def keep(row: dict[str, Any]) -> None:
         rows.append(row)
-        results_path.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
+        settings = {k: str(v) for k, v in vars(args).items()}
+        results_path.write_text(json.dumps({"args": settings, "rows": rows}, indent=1))
 
     if ("ddpm", "-", 1000) not in done:
         keep(measure("ddpm", None, None, args.ddpm_samples or args.num_samples))
@@ -127,8 +132,12 @@ def main() -> None:
                     keep(measure(kind, spacing, nfe, args.num_samples))
     reference = next(r for r in rows if r["sampler"] == "ddpm")["fid_mean"]
     table = [
-        {**r, "fid": f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f}", "ratio": r["fid_mean"] / reference,
-         "ms_per_image": 1000 * r["seconds_per_image"]}  # fmt: skip
+        {
+            **r,
+            "fid": f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f}",
+            "ratio": r["fid_mean"] / reference,
+            "ms_per_image": 1000 * r["seconds_per_image"],
+        }  # fmt: skip
         for r in sorted(rows, key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["spacing"], r["nfe"]))
     ]
     md = markdown_table(table, ["sampler", "spacing", "nfe", "fid", "ratio", "ms_per_image"], float_format=".3g")

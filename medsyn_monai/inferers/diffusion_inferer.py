@@ -13,7 +13,7 @@ from monai.networks.schedulers import RFlowScheduler, Scheduler
 from monai.utils import optional_import
 
 from medsyn_monai.networks.schedulers.protocol import SamplingScheduler
-from medsyn_monai.utils.cli import as_bool
+from medsyn_monai.utils.precision import resolve_cpu_bf16
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
@@ -86,7 +86,7 @@ class ConditionalDiffusionInferer(DiffusionInferer):
     deviation (Lin et al. 2024, see :func:`rescale_guidance`), which keeps large ``w`` from over-saturating samples.
 
     It can also run the network under ``torch.autocast`` with bfloat16, which roughly doubles CPU training and
-    sampling speed on processors with AVX512-BF16 / AMX (see ``benchmarks/bench_networks.py``); the network output
+    sampling speed on processors with AVX512-BF16 / AMX (see ``benchmarks/bench_throughput.py``); the network output
     is returned as float32. ``cpu_bf16=True`` does so only when the images are on the CPU (GPU training has its own
     mixed precision, the trainer's ``amp``), so one config serves ``--device cpu`` and ``--device cuda``.
 
@@ -94,8 +94,10 @@ class ConditionalDiffusionInferer(DiffusionInferer):
         scheduler: the noise scheduler (DDPM, DDIM, PNDM or RFlow from :mod:`monai.networks.schedulers`).
         autocast_dtype: ``None`` (full precision), ``"bfloat16"`` or ``"float16"``: dtype of ``torch.autocast`` on
             the input's device for the network's forward pass, on any device.
-        cpu_bf16: autocast to bfloat16 when the input is on the CPU (when ``autocast_dtype`` is ``None``); the
-            command-line spellings of :func:`~medsyn_monai.utils.as_bool` are accepted.
+        cpu_bf16: autocast to bfloat16 when the input is on the CPU (when ``autocast_dtype`` is ``None``): a boolean
+            (the command-line spellings of :func:`~medsyn_monai.utils.as_bool`) or ``"auto"``, on only where the CPU
+            has bfloat16 instructions (:func:`~medsyn_monai.utils.resolve_cpu_bf16`; elsewhere PyTorch emulates
+            bfloat16, many times slower than float32).
         guidance_scale: default classifier-free guidance weight ``w`` for :meth:`sample`.
         null_class_label: class index the network was trained with as "no class" (condition dropout); required
             when sampling with ``guidance_scale != 1``.
@@ -121,11 +123,11 @@ class ConditionalDiffusionInferer(DiffusionInferer):
         guidance_scale: float = 1.0,
         null_class_label: int | None = None,
         guidance_rescale: float = 0.0,
-        cpu_bf16: bool = False,
+        cpu_bf16: bool | str = False,
     ) -> None:
         super().__init__(scheduler)
         self.autocast_dtype = _autocast_dtype(autocast_dtype)
-        self.cpu_bf16 = as_bool(cpu_bf16, "cpu_bf16")
+        self.cpu_bf16 = resolve_cpu_bf16(cpu_bf16)
         self.guidance_scale = float(guidance_scale)
         self.null_class_label = null_class_label
         self.guidance_rescale = _check_rescale(guidance_rescale)

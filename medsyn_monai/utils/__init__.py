@@ -38,9 +38,13 @@ from .io import (
     write_json,
 )
 from .model_info import MODEL_INFO_NAME, load_model_info, save_model_info
+from .precision import AUTO, cpu_has_bf16, resolve_cpu_bf16
 from .run_lock import RunLock, RunLockedError
 
 __all__ = [
+    "AUTO",
+    "cpu_has_bf16",
+    "resolve_cpu_bf16",
     "CTWindowPreset",
     "DatasetLayout",
     "ExportFormat",
