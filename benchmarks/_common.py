@@ -25,6 +25,7 @@ __all__ = [
     "MEDNIST_ZIP",
     "BundleRunError",
     "config_files",
+    "machine_summary",
     "markdown_table",
     "mednist",
     "run_bundle",
@@ -189,6 +190,27 @@ def mednist(data_dir: Path, classes: Sequence[str] | None = None, archive: str |
             shutil.copytree(full / name, partial / name)
         partial.rename(subset)
     return subset
+
+
+def machine_summary() -> str:
+    """One line naming this machine's CPU, its vector capability, bfloat16 support, threads and PyTorch version, so
+    that every printed figure says where it was measured (bfloat16 speed differs by an order of magnitude between
+    CPUs with and without bfloat16 instructions)."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = "native bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no native bf16"
+    return (f"{model}, {torch.backends.cpu.get_cpu_capability()}, {bf16}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}")  # fmt: skip
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], header: Sequence[str], float_format: str = ".4g") -> str:

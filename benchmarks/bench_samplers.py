@@ -8,9 +8,9 @@ Steps (every config runs as in the bundle's docs; reused when its output exists 
    the domain-FID (the bundle's evaluation measure).
 2. ``train.json`` (the bundle's defaults) for ``--train-minutes`` of wall time.
 3. For each sampler and NFE, ``--num-samples`` images (classes in turn) for each of ``--seeds`` sampling seeds, at
-   guidance ``--guidance-scale`` (CPU bfloat16 autocast unless ``--fp32``); FID against the real test split in the
-   expert's feature space, and the sampling wall time per image (this machine, alone, all threads). DDPM-1000 is the
-   reference row.
+   guidance ``--guidance-scale`` (``--precision``: by default CPU bfloat16 autocast where the CPU has bfloat16
+   instructions, else float32); FID against the real test split in the expert's feature space, and the sampling
+   wall time per image (this machine, alone, all threads). DDPM-1000 is the reference row.
 
 It prints one table (sampler, spacing, NFE, FID mean ± std over seeds, FID / DDPM-1000's FID, seconds per image) and
 writes ``samplers.json`` / ``samplers.md`` into ``--output-dir``.
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import config_files, markdown_table, run_bundle, shared_data
+from _common import config_files, machine_summary, markdown_table, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
@@ -63,14 +63,18 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=250, help="images per seed (classes in turn)")
     parser.add_argument("--ddpm-samples", type=int, default=None, help="images per seed for DDPM-1000 (default: same)")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
-    parser.add_argument("--fp32", action="store_true", help="sample in float32 (default: CPU bfloat16 autocast)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="sampling precision: CPU bfloat16 autocast (bf16), float32, or auto (bf16 where the CPU "
+                        "has bfloat16 instructions)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, not the samplers")
     args = parser.parse_args()
 
     from medsyn_monai.apps.generation import DiffusionSampler
     from medsyn_monai.metrics.fid import frechet_distance
     from medsyn_monai.networks.nets import FeatureExtractor
+    from medsyn_monai.utils.precision import resolve_cpu_bf16
 
+    bf16 = resolve_cpu_bf16({"fp32": False, "bf16": True}.get(args.precision, "auto"))
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
@@ -99,7 +103,7 @@ def main() -> None:
             sampler = DiffusionSampler.from_checkpoint(
                 ckpt, scheduler_type=kind, num_inference_steps=steps, guidance_scale=args.guidance_scale,
                 num_samples=num, batch_size=250, seed=seed, device="cpu", verbose=False, save_png=False,
-                cpu_bf16=not args.fp32,
+                cpu_bf16=bf16,
                 scheduler_options={"timestep_spacing": spacing} if spacing else None,
             )  # fmt: skip
             sampler.load_weights()
@@ -141,6 +145,9 @@ def main() -> None:
         for r in sorted(rows, key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["spacing"], r["nfe"]))
     ]
     md = markdown_table(table, ["sampler", "spacing", "nfe", "fid", "ratio", "ms_per_image"], float_format=".3g")
+    precision = "bf16" if bf16 else "fp32"
+    setting = f"{precision}; guidance {args.guidance_scale}, {args.seeds} seeds x {args.num_samples} images"
+    md = f"{machine_summary()}; {setting}\n\n{md}"
     (out / "samplers.md").write_text(md + "\n")
     print(md)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import REPO, markdown_table
+from _common import REPO, machine_summary, markdown_table
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch.utils.flop_counter import FlopCounterMode
@@ -228,7 +228,6 @@ def main() -> None:
         args.step_seconds, args.repeats, args.loop_seconds, args.warmup = 1.0, 1, min(args.loop_seconds, 10.0), 1
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
     peak_seconds = 0.5 if args.quick else 2.0
     peaks = {
         "matmul fp32": matmul_peak(torch.float32, peak_seconds),
@@ -239,7 +238,7 @@ def main() -> None:
         "conv bf16 channels-last": conv_peak(torch.bfloat16, True, peak_seconds),
     }
     peak_rows = [{"kernel": k, "gflops": v[0], "best shape": v[1]} for k, v in peaks.items()]
-    print(f"# {threads} threads, torch {torch.__version__}\n\n" + markdown_table(peak_rows, ["kernel", "gflops",
+    print(f"# {machine_summary()}\n\n" + markdown_table(peak_rows, ["kernel", "gflops",
           "best shape"], ".1f") + "\n", flush=True)  # fmt: skip
     limit = {bf16: max(v[0] for k, v in peaks.items() if ("bf16" in k) == bf16) for bf16 in (False, True)}
     configs = [("tutorial", False, False, False), ("tutorial", True, False, False),
@@ -288,7 +287,7 @@ def main() -> None:
     loop_md = markdown_table(loop_rows, ["px", "loop", "img/s", "vs tutorial loop", "bare step img/s",
                              "loop / bare step"], ".3g")  # fmt: skip
     peak_md = markdown_table(peak_rows, ["kernel", "gflops", "best shape"], ".1f")
-    text = f"{threads} threads, torch {torch.__version__}\n\n{peak_md}\n\n{step_md}\n\n{loop_md}\n"
+    text = f"{machine_summary()}\n\n{peak_md}\n\n{step_md}\n\n{loop_md}\n"
     (out / "throughput.md").write_text(text)
     (out / "throughput.json").write_text(json.dumps({"peaks": peak_rows, "steps": step_rows, "loops": loop_rows},
                                                     indent=1, default=str))  # fmt: skip

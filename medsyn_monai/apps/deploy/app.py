@@ -20,6 +20,8 @@ from typing import Any
 import pydicom
 
 from medsyn_monai.apps.deploy.request import GenerationRequest, find_model_file, generate
+from medsyn_monai.networks.schedulers import DEFAULT_SCHEDULER_TYPE
+from medsyn_monai.utils.enums import SchedulerType
 
 try:
     from monai.deploy.conditions import CountCondition
@@ -157,6 +159,8 @@ def _options() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--guidance_scale", type=float, default=None)
     parser.add_argument("--num_inference_steps", type=int, default=None)
+    parser.add_argument("--scheduler_type", choices=[t.value for t in SchedulerType], default=None,
+                        help=f"sampler (default: {DEFAULT_SCHEDULER_TYPE})")  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda (default, falls back to cpu) or cpu")
     return parser
 

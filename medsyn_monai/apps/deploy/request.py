@@ -11,6 +11,7 @@ from typing import Any
 
 from medsyn_monai.apps.export import SyntheticExporter
 from medsyn_monai.apps.generation import DiffusionSampler
+from medsyn_monai.networks.schedulers import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE
 from medsyn_monai.utils.enums import ExportFormat
 from medsyn_monai.utils.model_info import MODEL_INFO_NAME, load_model_info
 
@@ -67,7 +68,8 @@ def find_model_file(path: str | os.PathLike) -> Path:
 class GenerationRequest:
     """What to generate: ``num_samples_per_class`` images of each of ``class_names`` (``None``: every class of the
     model), written as ``export_format`` (``dicom``, ``png``, ``nifti`` or ``all``) with DICOM ``modality``
-    (``None``: the bundle's), sampled with ``seed``, ``guidance_scale`` and ``num_inference_steps`` DDIM steps.
+    (``None``: the bundle's), sampled with ``seed``, ``guidance_scale``, the sampler ``scheduler_type``
+    (:func:`~medsyn_monai.networks.schedulers.sampling_scheduler`) and ``num_inference_steps`` model evaluations.
 
     Example:
         >>> GenerationRequest.from_json('{"num_samples_per_class": 2, "class_names": ["lesion"]}').class_names
@@ -80,7 +82,8 @@ class GenerationRequest:
     modality: str | None = None
     seed: int = 0
     guidance_scale: float = 1.0
-    num_inference_steps: int = 50
+    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
+    scheduler_type: str = DEFAULT_SCHEDULER_TYPE
     device: str = "cuda"
 
     @classmethod
@@ -113,8 +116,8 @@ def generate(model_file: str | os.PathLike, output_dir: str | os.PathLike, reque
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         device = "cpu"
     sampler = DiffusionSampler.from_checkpoint(
-        Path(model_file), num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
-        seed=request.seed, device=device, verbose=False,
+        Path(model_file), scheduler_type=request.scheduler_type, num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale, seed=request.seed, device=device, verbose=False,
     )  # fmt: skip
     modality = request.modality or BUNDLE_MODALITY.get(str(info.get("bundle")), "OT")
     exporter = SyntheticExporter(sampler, output_dir, export_format=request.export_format,

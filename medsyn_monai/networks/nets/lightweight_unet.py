@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv
 from monai.networks.nets.diffusion_model_unet import SpatialTransformer, get_timestep_embedding
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import TimeInjection
@@ -110,6 +111,10 @@ class LightweightDiffusionUNet(nn.Module):
         num_head_channels: channels per attention head (an int, or one per level); the channels of every attention
             level must be divisible by it.
         transformer_num_layers: transformer layers per attention block.
+        gradient_checkpointing: in training, keep only each convolution block's input and recompute its activations
+            during the backward pass (``torch.utils.checkpoint``): activation memory falls to about the block inputs
+            at the cost of one more forward pass (about a third more time per step), which lets larger images or
+            batches fit (``benchmarks/bench_memory.py``). Results are unchanged; no effect at inference.
 
     Raises:
         ValueError: on an unknown ``time_injection``, bad ``spatial_dims``, empty or non-positive ``channels``,
@@ -146,6 +151,7 @@ class LightweightDiffusionUNet(nn.Module):
         attention_levels: Sequence[bool] | None = None,
         num_head_channels: int | Sequence[int] = 8,
         transformer_num_layers: int = 1,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -179,6 +185,7 @@ class LightweightDiffusionUNet(nn.Module):
             "num_head_channels": num_head_channels if isinstance(num_head_channels, int) else list(num_head_channels),
             "transformer_num_layers": transformer_num_layers,
         }  # fmt: skip
+        self.gradient_checkpointing = as_bool(gradient_checkpointing, "gradient_checkpointing")
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -309,6 +316,10 @@ class LightweightDiffusionUNet(nn.Module):
             raise ValueError("class_labels were given but the network has no class embedding (num_class_embeds=None).")
         return emb
 
+    @staticmethod
+    def _checkpointed(conv: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, checkpoint(conv, h, emb, use_reentrant=False))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -341,12 +352,14 @@ class LightweightDiffusionUNet(nn.Module):
                 f"spatial size {tuple(x.shape[2:])} must be divisible by {factor} for channels {self.channels}."
             )
         emb = self._embedding(x, timesteps, class_labels)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        block = self._checkpointed if recompute else None
 
         h = self.stem(x, emb)
         skips = []
         for i, convs in enumerate(self.down_blocks):
             for conv in cast(nn.ModuleList, convs):
-                h = conv(h, emb)
+                h = block(conv, h, emb) if block else conv(h, emb)
             if self.down_attentions is not None and str(i) in self.down_attentions:
                 h = self.down_attentions[str(i)](h, context=context)
             if i < len(self.downsamplers):
@@ -358,7 +371,7 @@ class LightweightDiffusionUNet(nn.Module):
             if self.skip_connections:
                 h = torch.cat([h, skip], dim=1)
             for conv in cast(nn.ModuleList, convs):
-                h = conv(h, emb)
+                h = block(conv, h, emb) if block else conv(h, emb)
             level = str(len(self.channels) - 2 - j)
             if self.up_attentions is not None and level in self.up_attentions:
                 h = self.up_attentions[level](h, context=context)

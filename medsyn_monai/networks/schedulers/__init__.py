@@ -1,12 +1,14 @@
 from .ddim import DDIMScheduler
 from .dpm_solver import DPMSolverMultistepScheduler
-from .factory import SAMPLING_SCHEDULERS, sampling_scheduler
+from .factory import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE, SAMPLING_SCHEDULERS, sampling_scheduler
 from .multistep import MultistepScheduler
 from .protocol import SamplingScheduler
 from .spacing import parse_spacing, sampling_timesteps
 from .unipc import UniPCMultistepScheduler
 
 __all__ = [
+    "DEFAULT_NUM_INFERENCE_STEPS",
+    "DEFAULT_SCHEDULER_TYPE",
     "DDIMScheduler",
     "DPMSolverMultistepScheduler",
     "MultistepScheduler",

@@ -14,7 +14,12 @@ from medsyn_monai.networks.schedulers.protocol import SamplingScheduler
 from medsyn_monai.networks.schedulers.unipc import UniPCMultistepScheduler
 from medsyn_monai.utils.enums import SchedulerType
 
-__all__ = ["SAMPLING_SCHEDULERS", "sampling_scheduler"]
+__all__ = ["DEFAULT_NUM_INFERENCE_STEPS", "DEFAULT_SCHEDULER_TYPE", "SAMPLING_SCHEDULERS", "sampling_scheduler"]
+
+#: the sampler and step count of the inference configs, the Deploy application and the Label app
+#: (chosen by ``benchmarks/bench_samplers.py``, see docs/benchmarks.md)
+DEFAULT_SCHEDULER_TYPE = SchedulerType.DDIM.value
+DEFAULT_NUM_INFERENCE_STEPS = 50
 
 #: scheduler (class, or class with its order) of each ``scheduler_type``
 SAMPLING_SCHEDULERS: dict[str, Callable[..., Scheduler]] = {

@@ -48,6 +48,14 @@ def test_generate_writes_dicom_marked_synthetic(tiny_ct_models, tmp_path):
     assert [r["class_name"] for r in rows] == ["lesion", "lesion"] and {r["format"] for r in rows} == {"dicom"}
     ds = pydicom.dcmread(tmp_path / "out" / rows[0]["file"])
     assert ds.Modality == BUNDLE_MODALITY["ct_lightweight"] == "CT" and ds.ConversionType == "SYN"
+    assert rows[0]["scheduler"] == "DDIMScheduler"
+
+
+def test_generate_with_another_sampler(tiny_ct_models, tmp_path):
+    text = '{"num_samples_per_class": 1, "scheduler_type": "unipc", "num_inference_steps": 3, "device": "cpu"}'
+    request = GenerationRequest.from_json(text).updated(export_format="png")
+    rows = generate(tiny_ct_models / "model.pt", tmp_path / "out", request)
+    assert {r["scheduler"] for r in rows} == {"UniPCMultistepScheduler"} and rows[0]["num_inference_steps"] == 3
 
 
 def test_entry_point_without_or_with_the_sdk(tmp_path):

@@ -91,7 +91,11 @@ def test_infer_returns_synthetic_image_of_the_class(server, tmp_path):
     result = httpx.post(f"{url}/infer/synthetic", params={"image": "case001", "output": "json"}, data=params,
                         timeout=300).json()  # fmt: skip
     assert result["class_name"] == "pneumonia" and result["synthetic"] and result["request_seed"] == 3
-    assert len(result["checkpoint_sha256"]) == 64
+    assert len(result["checkpoint_sha256"]) == 64 and result["scheduler"] == "DDIMScheduler"
+    solver = {"params": json.dumps({"class_name": "pneumonia", "seed": 3, "scheduler_type": "dpmpp_2m"})}
+    result = httpx.post(f"{url}/infer/synthetic", params={"image": "case001", "output": "json"}, data=solver,
+                        timeout=300).json()  # fmt: skip
+    assert result["scheduler"] == "DPMSolverMultistepScheduler"
     # DICOM on request: the export's Secondary Capture, marked synthetic
     dicom = {"params": json.dumps({"class_name": "normal", "seed": 1, "format": "dicom"})}
     response = httpx.post(f"{url}/infer/synthetic", params={"image": "case001", "output": "image"}, data=dicom,

@@ -278,3 +278,34 @@ def test_context_mismatch_is_clear(kwargs, call, match):
 def test_cross_attention_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LightweightDiffusionUNet(**{**TINY_LW, **kwargs})
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_recomputes():
+    """Checkpointing recomputes each convolution block in the backward pass (every block runs twice per training
+    step) and leaves outputs and gradients unchanged; in eval mode or without gradients it does nothing."""
+    torch.manual_seed(0)
+    plain = LightweightDiffusionUNet(channels=(8, 16), norm_num_groups=4, num_class_embeds=2)
+    torch.nn.init.normal_(plain.out_conv.weight, std=0.1)
+    ckpt = LightweightDiffusionUNet(channels=(8, 16), norm_num_groups=4, num_class_embeds=2,
+                                    gradient_checkpointing="true")  # fmt: skip
+    ckpt.load_state_dict(plain.state_dict())
+    x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([1, 50, 900]), torch.tensor([0, 1, 1])
+    calls = []
+    block = ckpt.down_blocks[0][0]
+    block.register_forward_pre_hook(lambda *_: calls.append(1))  # the recomputation stops early: no post-hook
+    grads = []
+    for net in (plain, ckpt):
+        net.train()
+        net.zero_grad()
+        out = net(x, t, class_labels=y)
+        out.square().mean().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert len(calls) == 2  # forward + recomputation
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    calls.clear()
+    with torch.no_grad():
+        ckpt(x, t, class_labels=y)
+    ckpt.eval()
+    ckpt(x, t, class_labels=y)
+    assert len(calls) == 2  # once per call

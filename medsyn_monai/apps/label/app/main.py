@@ -2,8 +2,8 @@
 
 ``monailabel start_server --app medsyn_monai/apps/label/app --studies <datastore> --conf models <models folder>``
 (``--conf models``: the ``models`` folder of a training run, e.g. ``runs/ct_lightweight/models``; optional
-``--conf num_inference_steps 50 --conf device cuda --conf format dicom``). Runs in MONAI Label's own environment
-(see the docs).
+``--conf num_inference_steps 50 --conf scheduler_type ddim --conf device cuda --conf format dicom``). Runs in MONAI
+Label's own environment (see the docs).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the task modul
 from synthetic_infer import SyntheticImageInfer  # noqa: E402
 
 from medsyn_monai.apps.deploy.request import find_model_file  # noqa: E402
+from medsyn_monai.networks.schedulers import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,13 @@ class MyApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        steps = int(self.conf.get("num_inference_steps", 50))
+        steps = int(self.conf.get("num_inference_steps", DEFAULT_NUM_INFERENCE_STEPS))
+        scheduler_type = str(self.conf.get("scheduler_type", DEFAULT_SCHEDULER_TYPE))
         # a DICOMweb-backed server (--studies http(s)://...) answers with DICOM by default, a local datastore NIfTI
         dicomweb = str(self.studies).startswith(("http://", "https://"))
         output_format = self.conf.get("format", "dicom" if dicomweb else "nifti")
         return {
-            "synthetic": SyntheticImageInfer(self.model_file, steps, self.conf.get("device", "cuda"), output_format)
+            "synthetic": SyntheticImageInfer(
+                self.model_file, steps, self.conf.get("device", "cuda"), output_format, scheduler_type
+            )  # fmt: skip
         }

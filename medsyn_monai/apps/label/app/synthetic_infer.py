@@ -13,6 +13,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from medsyn_monai.apps.deploy.request import BUNDLE_MODALITY
 from medsyn_monai.apps.export import SyntheticExporter
 from medsyn_monai.apps.generation import DiffusionSampler
+from medsyn_monai.networks.schedulers import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE
 from medsyn_monai.utils.model_info import load_model_info
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,12 @@ class SyntheticImageInfer(InferTask):
     never saved as a label of that image."""
 
     def __init__(
-        self, model_file: Path, num_inference_steps: int = 50, device: str = "cuda", output_format: str = "nifti"
+        self,
+        model_file: Path,
+        num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS,
+        device: str = "cuda",
+        output_format: str = "nifti",
+        scheduler_type: str = DEFAULT_SCHEDULER_TYPE,
     ) -> None:
         self.model_file = Path(model_file)
         info = load_model_info(self.model_file.parent)
@@ -46,6 +52,7 @@ class SyntheticImageInfer(InferTask):
                 "seed": 0,
                 "guidance_scale": 1.0,
                 "num_inference_steps": int(num_inference_steps),
+                "scheduler_type": str(scheduler_type),
                 "device": device,
                 "format": output_format,
             },  # fmt: skip
@@ -65,6 +72,7 @@ class SyntheticImageInfer(InferTask):
             raise ValueError(f"format must be 'nifti' or 'dicom', got {output_format!r}")
         sampler = DiffusionSampler.from_checkpoint(
             self.model_file, num_inference_steps=int(options["num_inference_steps"]),
+            scheduler_type=str(options["scheduler_type"]),
             guidance_scale=float(options["guidance_scale"]), seed=seed, device=str(options["device"]), verbose=False,
         )  # fmt: skip
         out = Path(tempfile.mkdtemp(prefix="medsyn_label_"))
