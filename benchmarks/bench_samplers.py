@@ -9,11 +9,12 @@ Steps (every config runs as in the bundle's docs; reused when its output exists 
 2. ``train.json`` (the bundle's defaults) for ``--train-minutes`` of wall time.
 3. For each sampler and NFE, ``--num-samples`` images (classes in turn) for each of ``--seeds`` sampling seeds, at
    guidance ``--guidance-scale`` (``--precision``: by default CPU bfloat16 autocast where the CPU has bfloat16
-   instructions, else float32); FID against the real test split in the expert's feature space, and the sampling
+   instructions, else float32); FID against the real validation split (where the
+   default is chosen) and test split (the final figure) in the expert's feature space, and the sampling
    wall time per image (this machine, alone, all threads). DDPM-1000 is the reference row.
 
-It prints one table (sampler, spacing, NFE, FID mean ± std over seeds, FID / DDPM-1000's FID, seconds per image) and
-writes ``samplers.json`` / ``samplers.md`` into ``--output-dir``.
+It prints one table (sampler, spacing, NFE, val and test FID mean ± std over seeds, FID / DDPM-1000's FID, time per
+image) and writes ``samplers.json`` / ``samplers.md`` into ``--output-dir``.
 
 Usage::
 
@@ -40,13 +41,14 @@ NPZ = "pneumoniamnist/pneumoniamnist.npz"
 CLASS_NAMES = ["normal", "pneumonia"]
 
 
-def real_test_images(run_dir: Path, dataset: Path) -> torch.Tensor:
-    """The real test images as ``evaluate.json`` reads them (the bundle's own preprocessing)."""
+def real_images(run_dir: Path, dataset: Path, split: str) -> torch.Tensor:
+    """The real images of ``split`` as ``evaluate.json`` reads them (the bundle's own preprocessing)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(config_files(BUNDLE, "evaluate"))
-    parser.update({"output_dir": str(run_dir), "dataset_dir": str(dataset), "class_names": CLASS_NAMES})
+    overrides = {"output_dir": str(run_dir), "dataset_dir": str(dataset), "class_names": CLASS_NAMES}
+    parser.update({**overrides, "reference_split": split})
     return parser.get_parsed_content("real").images
 
 
@@ -93,12 +95,13 @@ def main() -> None:
         run_bundle(BUNDLE, "train", log, output_dir=run_dir, max_epochs=1000, max_train_minutes=args.train_minutes,
                    sample_interval=0, **common)  # fmt: skip
     extractor = FeatureExtractor.from_expert_checkpoint(expert)
-    real = real_test_images(run_dir, dataset)
-    real_features = extractor.extract(real)
+    # the choice of sampler and step count is made on the validation split; the test split gives the final figure
+    real_features = {split: extractor.extract(real_images(run_dir, dataset, split)) for split in ("val", "test")}
     ckpt = run_dir / "models" / "model.pt"
 
     def measure(kind: str, spacing: str | None, steps: int | None, num: int) -> dict[str, Any]:
-        fids, seconds = [], 0.0
+        fids: dict[str, list[float]] = {"val": [], "test": []}
+        seconds = 0.0
         for seed in range(args.seeds):
             sampler = DiffusionSampler.from_checkpoint(
                 ckpt, scheduler_type=kind, num_inference_steps=steps, guidance_scale=args.guidance_scale,
@@ -110,11 +113,14 @@ def main() -> None:
             start = time.perf_counter()
             images, _ = sampler.generate(num_samples=num, seed=seed)
             seconds += time.perf_counter() - start
-            fids.append(frechet_distance(real_features, extractor.extract(images)))
+            features = extractor.extract(images)
+            for split, reference in real_features.items():
+                fids[split].append(frechet_distance(reference, features))
         nfe = steps if steps is not None else sampler.scheduler.num_train_timesteps
-        row = {"sampler": kind, "spacing": spacing or "-", "nfe": nfe, "fid_mean": float(np.mean(fids)),
-               "fid_std": float(np.std(fids)), "seconds_per_image": seconds / (num * args.seeds),
-               "fids": fids}  # fmt: skip
+        row: dict[str, Any] = {"sampler": kind, "spacing": spacing or "-", "nfe": nfe,
+                               "seconds_per_image": seconds / (num * args.seeds), "fids": fids}  # fmt: skip
+        for split, values in fids.items():
+            row[f"fid_{split}_mean"], row[f"fid_{split}_std"] = float(np.mean(values)), float(np.std(values))
         print(json.dumps({k: v for k, v in row.items() if k != "fids"}), flush=True)
         return row
 
@@ -134,17 +140,19 @@ def main() -> None:
             for nfe in args.nfe:
                 if (kind, spacing, nfe) not in done:
                     keep(measure(kind, spacing, nfe, args.num_samples))
-    reference = next(r for r in rows if r["sampler"] == "ddpm")["fid_mean"]
+    ddpm = next(r for r in rows if r["sampler"] == "ddpm")
+    fids_splits = ("val", "test")
     table = [
         {
             **r,
-            "fid": f"{r['fid_mean']:.1f} ± {r['fid_std']:.1f}",
-            "ratio": r["fid_mean"] / reference,
+            **{f"{split} FID": f"{r[f'fid_{split}_mean']:.1f} ± {r[f'fid_{split}_std']:.1f}" for split in fids_splits},
+            **{f"{split} ratio": r[f"fid_{split}_mean"] / ddpm[f"fid_{split}_mean"] for split in fids_splits},
             "ms_per_image": 1000 * r["seconds_per_image"],
         }  # fmt: skip
         for r in sorted(rows, key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["spacing"], r["nfe"]))
     ]
-    md = markdown_table(table, ["sampler", "spacing", "nfe", "fid", "ratio", "ms_per_image"], float_format=".3g")
+    columns = ["sampler", "spacing", "nfe", "val FID", "val ratio", "test FID", "test ratio", "ms_per_image"]
+    md = markdown_table(table, columns, float_format=".3g")
     precision = "bf16" if bf16 else "fp32"
     setting = f"{precision}; guidance {args.guidance_scale}, {args.seeds} seeds x {args.num_samples} images"
     md = f"{machine_summary()}; {setting}\n\n{md}"

@@ -141,13 +141,15 @@ def bare_rate(kind: str, size: int, batch: int, bf16: bool, channels_last: bool,
 def demo_images(size: int, data_dir: Path) -> torch.Tensor:
     """The ``ct_lightweight`` demo slices at ``size`` px in [-1, 1], read by the bundle's own pipeline."""
     from monai.bundle import ConfigParser
+    from monai.data import MetaTensor
 
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "ct_lightweight" / "configs" / "train.json"))
     parser.update({"dataset_dir": str(data_dir), "demo_dir": str(data_dir), "image_size": size,
                    "output_dir": str(data_dir.parent / "probe"), "augment": False})  # fmt: skip
     dataset = parser.get_parsed_content("train#dataset")
-    return torch.stack([dataset[i]["image"].as_tensor() for i in range(len(dataset))])
+    images = [dataset[i]["image"] for i in range(len(dataset))]
+    return torch.stack([x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x) for x in images])
 
 
 def tutorial_loop_rate(size: int, batch: int, images: torch.Tensor, seconds: float, warmup: int) -> float:
@@ -266,9 +268,12 @@ def main() -> None:
         images = demo_images(size, data_dir)
         tutorial = tutorial_loop_rate(size, args.batch_size, images, args.loop_seconds, args.warmup)
         loops = [("MONAI tutorial loop (tutorial network, fp32, eager)", tutorial, bare[("tutorial", False)])]
-        tutorial_net = {"network_def": {"_target_": "monai.networks.nets.DiffusionModelUNet", "spatial_dims": 2,
-                        "in_channels": 1, "out_channels": 1, "num_class_embeds": "@num_classes",
-                        **{k: list(v) if isinstance(v, tuple) else v for k, v in TUTORIAL.items()}},
+        # MONAI's DiffusionModelUNet with the tutorial's settings, in the wrapper that records its arguments
+        backbone = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in TUTORIAL.items()}}  # fmt: skip
+        tutorial_net = {"network_def": {"_target_": "medsyn_monai.networks.nets.ClassConditionedDiffusionUNet",
+                                        "architecture": "monai", "num_classes": "@num_classes",
+                                        "network_kwargs": backbone},
                         "cpu_bf16": False, "prediction_type": "epsilon", "learning_rate": 2.5e-5}  # fmt: skip
         rate = trainer_rate(size, args.batch_size, data_dir, out / f"trainer_tutorial_{size}", args.loop_seconds,
                             args.warmup, tutorial_net)  # fmt: skip

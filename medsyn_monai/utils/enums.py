@@ -102,6 +102,7 @@ class SchedulerType(StrEnum):
     - ``DDPM``: ancestral sampling through all ``num_train_timesteps`` steps (Ho et al. 2020).
     - ``DDIM``: first-order deterministic steps (Song et al. 2021), any number of steps.
     - ``DPMPP_2M`` / ``DPMPP_3M``: DPM-Solver++ multistep, second / third order (Lu et al. 2022).
+    - ``DPMPP_2M_SDE``: SDE-DPM-Solver++ 2M, the stochastic second-order multistep solver (Lu et al. 2022).
     - ``UNIPC``: UniPC predictor-corrector, B(h) = e^h - 1, second order (Zhao et al. 2023).
     """
 
@@ -109,6 +110,7 @@ class SchedulerType(StrEnum):
     DDIM = "ddim"
     DPMPP_2M = "dpmpp_2m"
     DPMPP_3M = "dpmpp_3m"
+    DPMPP_2M_SDE = "dpmpp_2m_sde"
     UNIPC = "unipc"
 
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo
+from medsyn_monai.networks.schedulers import DEFAULT_SCHEDULER_TYPE
 
 BUNDLE = "cell_ddpm"
 CLASSES = ["parasitized", "uninfected"]
@@ -64,7 +65,7 @@ def test_defaults(bundle):
     assert train["network_def"]["_target_"] == "medsyn_monai.networks.nets.LightweightDiffusionUNet"
     assert train.get_parsed_content("device") in ("cpu", "cuda")  # a plain string, like --device cpu
     assert infer["save_nifti"] is False and infer["save_png"] is True and infer["guidance_scale"] == 1.0
-    assert infer["scheduler_type"] == "ddim" and infer["class_labels"] is None
+    assert infer["scheduler_type"] == DEFAULT_SCHEDULER_TYPE and infer["class_labels"] is None
     assert steps["seeds"] == [0] and steps["sampling_steps"] == [10, 25, 50, 100] and steps["image_size"] == 32
     assert {v["scheduler"]["num_train_timesteps"] for v in steps["variants"].values()} == {250, 500, 1000}
     assert steps["output_dir"] == "runs/cell_ddpm_steps" and steps["dataset_dir"] == "data/cells_demo"

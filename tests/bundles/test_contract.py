@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from medsyn_monai.networks.schedulers import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE, sampling_scheduler
 from tests.bundles._bundle import REPO, Bundle
 
 CONTRACT = json.loads((REPO / "configs" / "contract.json").read_text())
@@ -37,6 +38,22 @@ def test_standalone_configs(bundle, kind):
     text = (bundle.configs / f"{kind}.json").read_text()
     for sub in ("models", "samples") + (("tensorboard",) if kind == "train" else ()):  # outputs under output_dir
         assert f"'{sub}'" in text, f"{bundle.name}/{kind}.json does not write to output_dir/{sub}"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_the_measured_sampler_is_the_default(bundle):
+    """Training sample grids and every sampling config (inference.json; the overlays inherit train.json's) use the
+    sampler and step count chosen in docs/benchmarks.md (samplers against model evaluations)."""
+    for kind in ("train", "inference"):
+        parser = bundle.parser(kind)
+        assert parser["scheduler_type"] == DEFAULT_SCHEDULER_TYPE, f"{bundle.name}/{kind}.json"
+        assert parser["num_inference_steps"] == DEFAULT_NUM_INFERENCE_STEPS, f"{bundle.name}/{kind}.json"
+    grid = bundle.parser("train").get_parsed_content("sample_scheduler")
+    expected = sampling_scheduler(DEFAULT_SCHEDULER_TYPE)
+    assert type(grid) is type(expected) and getattr(grid, "stochastic", None) == getattr(expected, "stochastic", None)
+    for overlay in ("export", "audit", "evaluate"):
+        own = json.loads((bundle.configs / f"{overlay}.json").read_text())
+        assert "scheduler_type" not in own and "num_inference_steps" not in own, f"{bundle.name}/{overlay}.json"
 
 
 @pytest.mark.parametrize("bundle, overlay", OVERLAYS, ids=lambda x: getattr(x, "name", x))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from medsyn_monai.apps.demo import create_demo
 from medsyn_monai.networks.nets import network_from_config
+from medsyn_monai.networks.schedulers import DEFAULT_NUM_INFERENCE_STEPS, DEFAULT_SCHEDULER_TYPE
 
 BUNDLE = "cxr_cfg"
 DEMO = ("cxr", {"num_per_class": 12})  # tiny_demo: 12 synthetic chest X-ray phantoms (64 px) per class
@@ -56,7 +57,8 @@ def test_defaults(bundle):
     assert train["network_def"]["_target_"] == "medsyn_monai.networks.nets.ClassConditionedDiffusionUNet"
     assert train["train"]["trainer"]["null_class_label"] == "@num_classes"
     assert train["model_info"]["null_class_label"] == "@num_classes"
-    assert infer["scheduler_type"] == "ddim" and infer["num_inference_steps"] == 50
+    assert infer["scheduler_type"] == DEFAULT_SCHEDULER_TYPE
+    assert infer["num_inference_steps"] == DEFAULT_NUM_INFERENCE_STEPS
     assert infer["guidance_scale"] == 3.0 and infer["guidance_rescale"] == 0.0
     assert infer["num_samples_per_class"] is None and infer["class_labels"] is None
     assert infer["sampler"]["_target_"].endswith("DiffusionSampler.from_checkpoint")
@@ -123,7 +125,7 @@ def test_inference_per_class_with_rescale(bundle, trained, tmp_path):
     assert [r["label"] for r in bundle.csv_rows(samples / "samples.csv")] == ["1", "1", "1"]
 
 
-@pytest.mark.parametrize("scheduler_type", ["dpmpp_2m", "dpmpp_3m", "unipc"])
+@pytest.mark.parametrize("scheduler_type", ["dpmpp_2m", "dpmpp_3m", "unipc", "dpmpp_2m_sde"])
 def test_inference_with_the_solvers(bundle, trained, tmp_path, scheduler_type):
     """Each solver samples the trained model with guidance at a step count that does not divide T."""
     bundle.infer(tmp_path, ckpt_path=str(trained / "models" / "model.pt"), num_samples=2, scheduler_type=scheduler_type,

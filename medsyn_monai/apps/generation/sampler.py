@@ -15,7 +15,12 @@ from monai.transforms import SaveImage
 
 from medsyn_monai.inferers import ConditionalDiffusionInferer
 from medsyn_monai.networks.nets import network_from_config
-from medsyn_monai.networks.schedulers import SamplingScheduler, sampling_scheduler
+from medsyn_monai.networks.schedulers import (
+    DEFAULT_NUM_INFERENCE_STEPS,
+    DEFAULT_SCHEDULER_TYPE,
+    SamplingScheduler,
+    sampling_scheduler,
+)
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.image_grid import make_grid, save_grid_png
 from medsyn_monai.utils.io import load_torch_file
@@ -146,8 +151,8 @@ class DiffusionSampler:
         ckpt_path: str | Path,
         output_dir: str | Path | None = None,
         num_samples: int = 16,
-        scheduler_type: str = "ddim",
-        num_inference_steps: int | None = 50,
+        scheduler_type: str = DEFAULT_SCHEDULER_TYPE,
+        num_inference_steps: int | None = DEFAULT_NUM_INFERENCE_STEPS,
         guidance_scale: float = 1.0,
         guidance_rescale: float = 0.0,
         cpu_bf16: bool = False,

@@ -13,18 +13,24 @@ __all__ = ["DPMSolverMultistepScheduler"]
 
 class DPMSolverMultistepScheduler(MultistepScheduler):
     """DPM-Solver++ (2M, 3M): a multistep solver of the diffusion ODE in data prediction, reaching the quality of
-    hundreds of first-order steps in 10-20 model evaluations.
+    hundreds of first-order steps in 10-20 model evaluations; with ``stochastic=True``, SDE-DPM-Solver++ (1, 2M), the
+    same multistep scheme for the diffusion SDE, which adds fresh noise at each step as DDPM does.
 
     Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic Models", 2022
     (https://arxiv.org/abs/2211.01095), Algorithm 2 (2M, the "midpoint" form) and its third-order multistep extension;
-    order 1 is DDIM. Works with epsilon-, v- and sample-predicting networks and with classifier-free guidance (the
-    inferer passes the guided output to :meth:`step`). Interface, time steps and options: :class:`MultistepScheduler`.
+    order 1 is DDIM. The stochastic variant integrates the reverse SDE exactly in its linear part (Lu et al. 2022,
+    appendix; first order: ``x_t = sigma_t/sigma_s e^-h x_s + alpha_t (1 - e^-2h) x0 + sigma_t sqrt(1 - e^-2h) z``),
+    whose noise corrects the errors that a deterministic sampler carries to the end. Works with epsilon-, v- and
+    sample-predicting networks and with classifier-free guidance (the inferer passes the guided output to
+    :meth:`step`). Interface, time steps and options: :class:`MultistepScheduler`.
 
     Args:
         num_train_timesteps: ``T`` of the training schedule.
         schedule: MONAI beta schedule of training.
         prediction_type: ``"epsilon"``, ``"v_prediction"`` or ``"sample"``.
-        solver_order: 1 (DDIM), 2 (DPM-Solver++ 2M, the default) or 3 (3M).
+        solver_order: 1 (DDIM), 2 (DPM-Solver++ 2M, the default) or 3 (3M; deterministic only).
+        stochastic: SDE-DPM-Solver++ (order 1 or 2): fresh Gaussian noise at every step but the last, drawn from the
+            ``generator`` passed to :meth:`step`.
         kwargs: ``timestep_spacing``, ``lower_order_final``, ``clip_sample`` ... of :class:`MultistepScheduler`.
 
     Example:
@@ -49,9 +55,13 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
         schedule: str = "linear_beta",
         prediction_type: str = "epsilon",
         solver_order: int = 2,
+        stochastic: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(num_train_timesteps, schedule, prediction_type, solver_order, **kwargs)
+        self.stochastic = bool(stochastic)
+        if self.stochastic and self.solver_order > 2:
+            raise ValueError(f"the stochastic DPM-Solver++ has orders 1 and 2, got solver_order={solver_order}.")
 
     def step(
         self,
@@ -66,7 +76,7 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
             model_output: the network's (guided) output at ``sample``.
             timestep: the current time step, the next of ``timesteps``.
             sample: the current noisy sample.
-            generator: unused (the solver is deterministic); accepted for the interface of MONAI's schedulers.
+            generator: random generator of the stochastic variant's noise (unused by the deterministic solver).
 
         Returns:
             ``(previous sample, predicted clean sample)``.
@@ -80,9 +90,11 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
             return x0, x0
         alpha_t, sigma_t, lambda_t = self._coefficients(target)
         h = lambda_t - lambda_s
+        order = self._order(index)
+        if self.stochastic:
+            return self._sde_step(sample, x0, sigma_s, alpha_t, sigma_t, h, order, lambda_s, generator), x0
         phi = math.expm1(-h)  # e^-h - 1
         prev = (sigma_t / sigma_s) * sample - (alpha_t * phi) * x0
-        order = self._order(index)
         if order >= 2:
             m0, m1 = self._outputs[-1], self._outputs[-2]
             r0 = (lambda_s - self._lambdas[-2]) / h
@@ -96,3 +108,25 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 prev = prev + (alpha_t * (phi / h + 1.0)) * d1 - (alpha_t * ((phi + h) / h**2 - 0.5)) * d2
         return prev, x0
+
+    def _sde_step(
+        self,
+        sample: torch.Tensor,
+        x0: torch.Tensor,
+        sigma_s: float,
+        alpha_t: float,
+        sigma_t: float,
+        h: float,
+        order: int,
+        lambda_s: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """SDE-DPM-Solver++ step (order 1 or 2, midpoint form) from ``lambda_s`` to ``lambda_s + h``."""
+        one_minus = -math.expm1(-2.0 * h)  # 1 - e^-2h
+        prev = (sigma_t / sigma_s * math.exp(-h)) * sample + (alpha_t * one_minus) * x0
+        if order >= 2:
+            r0 = (lambda_s - self._lambdas[-2]) / h
+            d1 = (self._outputs[-1] - self._outputs[-2]) / r0
+            prev = prev + (0.5 * alpha_t * one_minus) * d1
+        noise = torch.randn(sample.shape, generator=generator, device="cpu" if generator is None else generator.device)
+        return prev + (sigma_t * math.sqrt(one_minus)) * noise.to(device=sample.device, dtype=sample.dtype)

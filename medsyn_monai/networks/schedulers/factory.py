@@ -18,8 +18,8 @@ __all__ = ["DEFAULT_NUM_INFERENCE_STEPS", "DEFAULT_SCHEDULER_TYPE", "SAMPLING_SC
 
 #: the sampler and step count of the inference configs, the Deploy application and the Label app
 #: (chosen by ``benchmarks/bench_samplers.py``, see docs/benchmarks.md)
-DEFAULT_SCHEDULER_TYPE = SchedulerType.DDIM.value
-DEFAULT_NUM_INFERENCE_STEPS = 50
+DEFAULT_SCHEDULER_TYPE = SchedulerType.DPMPP_2M_SDE.value
+DEFAULT_NUM_INFERENCE_STEPS = 20
 
 #: scheduler (class, or class with its order) of each ``scheduler_type``
 SAMPLING_SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
@@ -27,6 +27,7 @@ SAMPLING_SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
     SchedulerType.DDIM: DDIMScheduler,
     SchedulerType.DPMPP_2M: functools.partial(DPMSolverMultistepScheduler, solver_order=2),
     SchedulerType.DPMPP_3M: functools.partial(DPMSolverMultistepScheduler, solver_order=3),
+    SchedulerType.DPMPP_2M_SDE: functools.partial(DPMSolverMultistepScheduler, solver_order=2, stochastic=True),
     SchedulerType.UNIPC: functools.partial(UniPCMultistepScheduler, solver_order=2),
 }
 
@@ -43,7 +44,8 @@ def sampling_scheduler(
     Args:
         kind: :class:`~medsyn_monai.utils.enums.SchedulerType`: ``"ddpm"`` (MONAI's, all ``num_train_timesteps``
             steps, stochastic), ``"ddim"`` (:class:`DDIMScheduler`), ``"dpmpp_2m"`` / ``"dpmpp_3m"``
-            (:class:`DPMSolverMultistepScheduler` of order 2 / 3) or ``"unipc"`` (:class:`UniPCMultistepScheduler`);
+            (:class:`DPMSolverMultistepScheduler` of order 2 / 3), ``"dpmpp_2m_sde"`` (its stochastic 2M) or
+            ``"unipc"`` (:class:`UniPCMultistepScheduler`);
             all but DDPM take any number of steps, set by ``set_timesteps``.
         num_train_timesteps: the training schedule's ``T``.
         schedule: the training schedule's beta schedule (``"linear_beta"``, ``"scaled_linear_beta"``, ``"cosine"``).

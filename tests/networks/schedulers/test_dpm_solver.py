@@ -106,3 +106,28 @@ def test_clip_sample_bounds_the_prediction():
     scheduler.set_timesteps(4)
     _, x0 = scheduler.step(torch.full((3,), 5.0), scheduler.timesteps[0], torch.zeros(3))
     assert torch.equal(x0, torch.ones(3))
+
+
+def test_stochastic_samples_converge_to_the_data_distribution():
+    """SDE-DPM-Solver++: no single ODE path, but the samples' distribution approaches the data's as steps grow, and
+    the second order gets there with fewer steps than the first."""
+
+    def gap(order, n):
+        x, _ = solve(_dpm(order, stochastic=True), n)
+        return _gap(x)
+
+    first, second = [gap(1, n) for n in (5, 20, 200)], [gap(2, n) for n in (5, 20, 200)]
+    assert first[0] > first[1] > first[2] and second[0] > second[1] > second[2]
+    assert second[2] < 0.01  # mean and std of the 20000 samples within 0.01 of the data's
+    assert second[1] < first[1] / 3 and second[2] < first[2]
+
+
+def test_stochastic_steps_follow_the_generator():
+    a, _ = solve(_dpm(2, stochastic=True), 12, seed=3)
+    b, _ = solve(_dpm(2, stochastic=True), 12, seed=3)
+    c, _ = solve(_dpm(2, stochastic=True), 12, seed=4)
+    ode, _ = solve(_dpm(2), 12, seed=3)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, ode) and not torch.allclose(a[:100], c[:100])
+    with pytest.raises(ValueError, match="orders 1 and 2"):
+        _dpm(3, stochastic=True)
