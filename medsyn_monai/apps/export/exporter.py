@@ -18,6 +18,7 @@ from monai.transforms import SaveImage
 
 from medsyn_monai.apps.export.dicom import SIXTEEN_BIT_MODALITIES, SyntheticDicomWriter
 from medsyn_monai.apps.generation import DiffusionSampler
+from medsyn_monai.networks.schedulers import scheduler_name
 from medsyn_monai.utils.enums import ExportFormat
 from medsyn_monai.utils.io import file_sha256, write_csv, write_json
 from medsyn_monai.utils.model_info import load_model_info
@@ -163,7 +164,7 @@ class SyntheticExporter:
         return {
             "guidance_scale": sampler.guidance_scale,
             "guidance_rescale": float(getattr(sampler.inferer, "guidance_rescale", 0.0)),
-            "scheduler": type(sampler.scheduler).__name__,
+            "scheduler": scheduler_name(sampler.scheduler),
             "num_inference_steps": int(steps),
             "checkpoint": sampler.ckpt_path.name,
             "checkpoint_sha256": file_sha256(sampler.ckpt_path),

@@ -16,6 +16,7 @@ from PIL import Image
 
 from medsyn_monai.apps.generation.sampler import DiffusionSampler
 from medsyn_monai.data.collection import DEFAULT_EXTENSIONS
+from medsyn_monai.networks.schedulers import scheduler_name
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import atomic_write, write_json
 
@@ -275,7 +276,7 @@ class PriorImageGenerator:
             self.class_dir.mkdir(parents=True, exist_ok=True)
             entries = list(manifest.get("images", [])) if manifest else []
             s = self.sampler
-            settings = {"weights_sha256": digest, "scheduler": type(s.scheduler).__name__,
+            settings = {"weights_sha256": digest, "scheduler": scheduler_name(s.scheduler),
                         "num_inference_steps": s.num_inference_steps, "guidance_scale": s.guidance_scale}  # fmt: skip
             for start in range(0, len(indices), self.batch_size):  # write and record batch by batch
                 batch = indices[start : start + self.batch_size]

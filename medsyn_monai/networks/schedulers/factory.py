@@ -14,7 +14,13 @@ from medsyn_monai.networks.schedulers.protocol import SamplingScheduler
 from medsyn_monai.networks.schedulers.unipc import UniPCMultistepScheduler
 from medsyn_monai.utils.enums import SchedulerType
 
-__all__ = ["DEFAULT_NUM_INFERENCE_STEPS", "DEFAULT_SCHEDULER_TYPE", "SAMPLING_SCHEDULERS", "sampling_scheduler"]
+__all__ = [
+    "DEFAULT_NUM_INFERENCE_STEPS",
+    "DEFAULT_SCHEDULER_TYPE",
+    "SAMPLING_SCHEDULERS",
+    "sampling_scheduler",
+    "scheduler_name",
+]
 
 #: the sampler and step count of the inference configs, the Deploy application and the Label app
 #: (chosen by ``benchmarks/bench_samplers.py``, see docs/benchmarks.md)
@@ -67,3 +73,15 @@ def sampling_scheduler(
         num_train_timesteps=int(num_train_timesteps), schedule=schedule, prediction_type=prediction_type, **kwargs
     )
     return cast(SamplingScheduler, scheduler)
+
+
+def scheduler_name(scheduler: object) -> str:
+    """The sampler's name for provenance records (manifests, few-shot prior settings): its class name, with
+    ``" (stochastic)"`` for the stochastic variant of a deterministic solver class.
+
+    Example:
+        >>> scheduler_name(sampling_scheduler("dpmpp_2m_sde")), scheduler_name(sampling_scheduler("ddim"))
+        ('DPMSolverMultistepScheduler (stochastic)', 'DDIMScheduler')
+    """
+    name = type(scheduler).__name__
+    return f"{name} (stochastic)" if getattr(scheduler, "stochastic", False) else name

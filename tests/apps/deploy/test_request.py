@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from medsyn_monai.apps.deploy import BUNDLE_MODALITY, GenerationRequest, find_model_file, generate
+from medsyn_monai.networks.schedulers import DEFAULT_SCHEDULER_TYPE, sampling_scheduler, scheduler_name
 from tests.bundles._bundle import REPO
 
 
@@ -48,7 +49,7 @@ def test_generate_writes_dicom_marked_synthetic(tiny_ct_models, tmp_path):
     assert [r["class_name"] for r in rows] == ["lesion", "lesion"] and {r["format"] for r in rows} == {"dicom"}
     ds = pydicom.dcmread(tmp_path / "out" / rows[0]["file"])
     assert ds.Modality == BUNDLE_MODALITY["ct_lightweight"] == "CT" and ds.ConversionType == "SYN"
-    assert rows[0]["scheduler"] == "DDIMScheduler"
+    assert rows[0]["scheduler"] == scheduler_name(sampling_scheduler(DEFAULT_SCHEDULER_TYPE))  # the measured default
 
 
 def test_generate_with_another_sampler(tiny_ct_models, tmp_path):
