@@ -39,6 +39,7 @@ from _common import config_files, machine_summary, markdown_table, run_bundle, s
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
 CLASS_NAMES = ["normal", "pneumonia"]
+SPLITS = ("val", "test")  # the sampler and step count are chosen on val; test gives the final figure
 
 
 def real_images(run_dir: Path, dataset: Path, split: str) -> torch.Tensor:
@@ -95,12 +96,11 @@ def main() -> None:
         run_bundle(BUNDLE, "train", log, output_dir=run_dir, max_epochs=1000, max_train_minutes=args.train_minutes,
                    sample_interval=0, **common)  # fmt: skip
     extractor = FeatureExtractor.from_expert_checkpoint(expert)
-    # the choice of sampler and step count is made on the validation split; the test split gives the final figure
-    real_features = {split: extractor.extract(real_images(run_dir, dataset, split)) for split in ("val", "test")}
+    real_features = {split: extractor.extract(real_images(run_dir, dataset, split)) for split in SPLITS}
     ckpt = run_dir / "models" / "model.pt"
 
     def measure(kind: str, spacing: str | None, steps: int | None, num: int) -> dict[str, Any]:
-        fids: dict[str, list[float]] = {"val": [], "test": []}
+        fids: dict[str, list[float]] = {split: [] for split in SPLITS}
         seconds = 0.0
         for seed in range(args.seeds):
             sampler = DiffusionSampler.from_checkpoint(
@@ -141,12 +141,11 @@ def main() -> None:
                 if (kind, spacing, nfe) not in done:
                     keep(measure(kind, spacing, nfe, args.num_samples))
     ddpm = next(r for r in rows if r["sampler"] == "ddpm")
-    fids_splits = ("val", "test")
     table = [
         {
             **r,
-            **{f"{split} FID": f"{r[f'fid_{split}_mean']:.1f} ± {r[f'fid_{split}_std']:.1f}" for split in fids_splits},
-            **{f"{split} ratio": r[f"fid_{split}_mean"] / ddpm[f"fid_{split}_mean"] for split in fids_splits},
+            **{f"{split} FID": f"{r[f'fid_{split}_mean']:.1f} ± {r[f'fid_{split}_std']:.1f}" for split in SPLITS},
+            **{f"{split} ratio": r[f"fid_{split}_mean"] / ddpm[f"fid_{split}_mean"] for split in SPLITS},
             "ms_per_image": 1000 * r["seconds_per_image"],
         }  # fmt: skip
         for r in sorted(rows, key=lambda r: (r["sampler"] != "ddpm", r["sampler"], r["spacing"], r["nfe"]))

@@ -91,19 +91,20 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
         alpha_t, sigma_t, lambda_t = self._coefficients(target)
         h = lambda_t - lambda_s
         order = self._order(index)
+        r0, d1_0 = 1.0, None  # first divided difference of the data predictions, for every order >= 2 (both variants)
+        if order >= 2:
+            r0 = (lambda_s - self._lambdas[-2]) / h
+            d1_0 = (self._outputs[-1] - self._outputs[-2]) / r0
         if self.stochastic:
-            return self._sde_step(sample, x0, sigma_s, alpha_t, sigma_t, h, order, lambda_s, generator), x0
+            return self._sde_step(sample, x0, sigma_s, alpha_t, sigma_t, h, d1_0, generator), x0
         phi = math.expm1(-h)  # e^-h - 1
         prev = (sigma_t / sigma_s) * sample - (alpha_t * phi) * x0
-        if order >= 2:
-            m0, m1 = self._outputs[-1], self._outputs[-2]
-            r0 = (lambda_s - self._lambdas[-2]) / h
-            d1_0 = (m0 - m1) / r0
+        if d1_0 is not None:
             if order == 2:
                 prev = prev - (0.5 * alpha_t * phi) * d1_0
             else:
                 r1 = (self._lambdas[-2] - self._lambdas[-3]) / h
-                d1_1 = (m1 - self._outputs[-3]) / r1
+                d1_1 = (self._outputs[-2] - self._outputs[-3]) / r1
                 d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
                 d2 = (d1_0 - d1_1) / (r0 + r1)
                 prev = prev + (alpha_t * (phi / h + 1.0)) * d1 - (alpha_t * ((phi + h) / h**2 - 0.5)) * d2
@@ -117,16 +118,14 @@ class DPMSolverMultistepScheduler(MultistepScheduler):
         alpha_t: float,
         sigma_t: float,
         h: float,
-        order: int,
-        lambda_s: float,
+        d1_0: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """SDE-DPM-Solver++ step (order 1 or 2, midpoint form) from ``lambda_s`` to ``lambda_s + h``."""
+        """SDE-DPM-Solver++ step over ``h`` in lambda: first order, or second (midpoint form) with the divided
+        difference ``d1_0`` of the last two data predictions."""
         one_minus = -math.expm1(-2.0 * h)  # 1 - e^-2h
         prev = (sigma_t / sigma_s * math.exp(-h)) * sample + (alpha_t * one_minus) * x0
-        if order >= 2:
-            r0 = (lambda_s - self._lambdas[-2]) / h
-            d1 = (self._outputs[-1] - self._outputs[-2]) / r0
-            prev = prev + (0.5 * alpha_t * one_minus) * d1
+        if d1_0 is not None:
+            prev = prev + (0.5 * alpha_t * one_minus) * d1_0
         noise = torch.randn(sample.shape, generator=generator, device="cpu" if generator is None else generator.device)
         return prev + (sigma_t * math.sqrt(one_minus)) * noise.to(device=sample.device, dtype=sample.dtype)
