@@ -1,5 +1,6 @@
 """The cxr_cfg bundle's real configs through monai.bundle, with tiny overrides: ``train.json`` and ``inference.json``
-stand alone; ``train_expert.json``, ``evaluate.json`` and ``evaluate_pretraining.json`` are overlays on train.json."""
+stand alone; ``train_expert.json``, ``evaluate.json``, ``evaluate_pretraining.json`` and ``evaluate_utility.json`` are
+overlays on train.json."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_defaults(bundle):
     """The documented defaults: demo data at 28 px, cosine schedule, CFG with condition dropout, DDIM-50 sampling."""
     train, infer, expert = bundle.parser("train"), bundle.parser("inference"), bundle.parser("train_expert")
     ev, pretraining = bundle.parser("evaluate"), bundle.parser("evaluate_pretraining")
-    for cfg in (train, expert, ev, pretraining):  # the overlays keep train.json's data and split
+    utility = bundle.parser("evaluate_utility")
+    for cfg in (train, expert, ev, pretraining, utility):  # the overlays keep train.json's data and split
         assert cfg["dataset_dir"] == cfg["demo_dir"] == "data/cxr_demo"
         assert cfg["val_fraction"] == cfg["test_fraction"] == 0.1
     assert train["image_size"] == expert["image_size"] == 28 and train["in_channels"] == 1
@@ -67,12 +69,20 @@ def test_defaults(bundle):
     # the measured PneumoniaMNIST recipe (docs): v-prediction, EMA 0.995 with a linear warm-up, w = 1 for pre-training
     assert train["prediction_type"] == "v_prediction" and train["ema_decay"] == 0.995 and train["ema_adaptive"] is False
     assert pretraining["guidance_scale"] == 1.0 and pretraining["samples_per_class"] == 500
+    # the utility table: 5 seeds; 1:1 and 1:2 mixes; 100 / 10 / 1 % real for fine-tuning; 4 settings
+    assert utility["num_seeds"] == 5 and utility["mix_ratios"] == [1, 2]
+    assert utility["real_fractions"] == [1.0, 0.1, 0.01]
+    assert utility["augment_options"] == utility["class_weighted_options"] == [False, True]
+    assert utility["samples_per_class"] is None and utility["guidance_scale"] == 1.0
+    assert utility["train#augmentation#enabled"] is True and utility["train#dataset#transform"] is None
     # the overlays read the trained model's settings from its model_info.json, next to output_dir/models/model.pt
-    for cfg in (ev, pretraining):
+    for cfg in (ev, pretraining, utility):
         cfg.update({"output_dir": "/x"})
         assert cfg.get_parsed_content("ckpt_path") == "/x/models/model.pt"
         assert cfg["image_size"] == "$@model_info['image_size']"
+    assert ev.get_parsed_content("expert_ckpt") == utility.get_parsed_content("expert_ckpt")
     assert ev.get_parsed_content("expert_ckpt") == "/x/models/expert/best_model.pt"
+    assert utility.get_parsed_content("eval_dir") == "/x/eval/utility"
 
 
 def test_check_properties_and_metadata(bundle, tmp_path, tiny_demo):
@@ -181,6 +191,36 @@ def test_evaluate_pretraining(bundle, trained, tiny_demo):
     assert [r["num_real"] for r in report["runs"]["real_only_50"]] == [6, 6]  # half of each class (6 + 6 real)
     assert [r["num_real"] for r in report["runs"]["synthetic_only"]] == [0, 0]
     assert "| synthetic only | 0 |" in (pre / "pretraining.md").read_text()
+
+
+def test_evaluate_utility(bundle, trained, tiny_demo):
+    """The classifier utility table on the demo: 5 rows x 4 settings x 2 seeds, and the dataset-pair table."""
+    bundle.run("evaluate_utility", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT, num_seeds=2,
+               mix_ratios=[1], real_fractions=[0.5], max_epochs=1, pretrain_epochs=1, finetune_epochs=1,
+               num_inference_steps=2, classifier_input_size=16, batch_size=8, sample_batch_size=8,
+               ssim_pairs=20)  # fmt: skip
+    out = trained / "eval" / "utility"
+    m = json.loads((out / "metrics.json").read_text())
+    rows = ["real_only", "synthetic_only", "real_plus_synthetic_1to1", "synthetic_then_real_50", "real_only_50"]
+    settings = ["noaug_unweighted", "noaug_weighted", "aug_unweighted", "aug_weighted"]
+    for row in rows:
+        for setting in settings:
+            assert 0.0 <= m[f"accuracy_{row}_{setting}_mean"] <= 1.0 and m[f"accuracy_{row}_{setting}_std"] >= 0.0
+    assert not any("_100_" in k or "1to2" in k for k in m)  # only the ratio and fraction asked for
+    report = json.loads((out / "utility.json").read_text())
+    assert report["settings"]["classifier_seeds"] == [0, 1] and report["settings"]["num_real_train"] == 12
+    per_class = report["settings"]["synthetic_per_class"]
+    assert per_class["real_plus_synthetic_1to1"] == report["settings"]["real_per_class"] == per_class["synthetic_only"]
+    assert report["settings"]["train_transform"] == "OptionalCompose"  # train.json's augmentation, switched on
+    assert [r["num_real"] for r in report["runs"]["real_only_50"]["aug_weighted"]] == [6, 6]
+    assert [len(report["runs"][row][s]) for row in rows for s in settings] == [2] * 20
+    pairs = {(p["set_a"], p["set_b"]): p for p in report["dataset_pairs"]}
+    assert pairs[("real_train", "real_test")]["num_b"] == 8 and pairs[("synthetic_a", "synthetic_b")]["num_a"] == 6
+    assert all(p["fid"] is not None and p["fid"] >= 0.0 and p["ssim"] is not None for p in pairs.values())  # expert
+    lines = bundle.csv_rows(out / "utility.csv")
+    assert len(lines) == 20 and {"accuracy_mean", "accuracy_std", "roc_auc_mean", "roc_auc_std"} <= set(lines[0])
+    assert "## Dataset pairs" in (out / "utility.md").read_text()
+    assert Image.open(out / "utility.png").size[1] == 960
 
 
 @pytest.mark.parametrize("architecture", ["lightweight", "monai"])

@@ -30,6 +30,7 @@ TINY = {
     "num_seeds": "1", "samples_per_class": "2", "num_samples_per_class": "2", "sweep_samples_per_class": "2",
     "num_class_images": "2",
     "pretrain_epochs": "1", "finetune_epochs": "1", "real_epochs": "1", "seeds": "[0]", "sampling_steps": "[1,2]",
+    "mix_ratios": "[0.1]", "real_fractions": "[0.5]", "augment_options": "[false]", "class_weighted_options": "[true]",
     "device": "cpu", "cpu_bf16": "false", "max_instance_images": "2", "expert_input_size": "32",
     "attention_levels": "[false,false]", "norm_num_groups": "8",  # for the full-size recipes
 }  # fmt: skip

@@ -11,9 +11,14 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
+from medsyn_monai.apps.evaluation.classifier import (
+    evaluate_classifier,
+    fit_classifier,
+    generate_class_images,
+    scaled_class_counts,
+)
 from medsyn_monai.apps.generation.sampler import SampleGenerator
-from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_length
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import write_json
 
@@ -127,17 +132,16 @@ class SyntheticAugmentationStudy:
 
     def synthetic_counts(self) -> list[int]:
         """Synthetic images per class: the real class counts scaled by ``f / (1 - f)``."""
-        counts = torch.bincount(dataset_labels(self.train_data), minlength=self.num_classes).tolist()
         ratio = self.synthetic_fraction / (1.0 - self.synthetic_fraction)
-        return [int(round(c * ratio)) for c in counts]
+        return scaled_class_counts(self.train_data, self.num_classes, ratio)
 
     def synthetic_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate the synthetic training images; returns ``(images, labels)`` with labels in ``class_names``."""
-        labels = [c for c, n in enumerate(self.synthetic_counts()) for _ in range(n)]
-        if not labels:
+        counts = self.synthetic_counts()
+        if sum(counts) == 0:
             raise ValueError("the real training set is empty: no synthetic images to match.")
-        images, _ = self.generator.generate(labels=[self.generator_labels[c] for c in labels], seed=self.seed)
-        return images.float().cpu(), torch.as_tensor(labels, dtype=torch.long)
+        synthetic = generate_class_images(self.generator, counts, self.generator_labels, self.seed)
+        return synthetic.images, synthetic.labels
 
     def train_classifier(self, dataset: Dataset) -> nn.Module:
         """Train a fresh classifier on ``dataset``; return it with its best (or last) weights."""

@@ -1,4 +1,5 @@
-"""Train and test downstream classifiers on real and/or synthetic images (shared by the evaluation studies)."""
+"""Train and test downstream classifiers on real and/or synthetic images, and build their training sets (shared by the
+evaluation studies)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medsyn_monai.data.datasets import ImageLabelDataset, dataset_labels, dataset_length
+from medsyn_monai.apps.generation.sampler import SampleGenerator
+from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 from medsyn_monai.engines.evaluator import ClassificationEvaluator
 from medsyn_monai.engines.prepare_batch import ExpertPrepareBatch
 from medsyn_monai.losses.class_weights import class_weights
 
-__all__ = ["evaluate_classifier", "fit_classifier"]
+__all__ = [
+    "evaluate_classifier",
+    "fit_classifier",
+    "generate_class_images",
+    "scaled_class_counts",
+    "stratified_indices",
+]
 
 
 def evaluate_classifier(
@@ -160,3 +169,84 @@ def fit_classifier(
     if best["state"] is not None:
         network.load_state_dict(best["state"])
     return network, {"best_epoch": best["epoch"], "best_val_balanced_accuracy": best["score"]}
+
+
+def generate_class_images(
+    generator: SampleGenerator, counts: Sequence[int], generator_labels: Sequence[int] | None = None, seed: int = 0
+) -> TensorPairDataset:
+    """Generate ``counts[c]`` images of every class ``c`` in one call, class by class, with one ``seed``.
+
+    Args:
+        generator: object with ``generate(labels=..., seed=...) -> (images, labels)`` (a loaded
+            :class:`~medsyn_monai.apps.generation.DiffusionSampler`).
+        counts: images per class, in the order of the classifier's classes.
+        generator_labels: the generator's class index for each class (default ``0, 1, ...``).
+        seed: the generation seed.
+
+    Returns:
+        the images (float32, CPU) with the *classifier's* class indices as labels, class 0 first.
+
+    Raises:
+        ValueError: a negative count, every count 0, or ``generator_labels`` of another length than ``counts``.
+
+    Example:
+        >>> import torch
+        >>> class Painter:
+        ...     def generate(self, num_samples=None, labels=None, seed=None):
+        ...         return torch.tensor(labels, dtype=torch.float).view(-1, 1, 1, 1), torch.tensor(labels)
+        >>> ds = generate_class_images(Painter(), [2, 1], generator_labels=[5, 7])
+        >>> ds.labels.tolist(), ds.images.flatten().tolist()
+        ([0, 0, 1], [5.0, 5.0, 7.0])
+    """
+    counts = [int(n) for n in counts]
+    mapping = list(range(len(counts))) if generator_labels is None else [int(g) for g in generator_labels]
+    if len(mapping) != len(counts):
+        raise ValueError(f"generator_labels has {len(mapping)} entries for {len(counts)} classes.")
+    if any(n < 0 for n in counts) or sum(counts) == 0:
+        raise ValueError(f"the synthetic image counts per class must be >= 0 and not all 0, got {counts}.")
+    labels = [c for c, n in enumerate(counts) for _ in range(n)]
+    images, _ = generator.generate(labels=[mapping[c] for c in labels], seed=int(seed))
+    return TensorPairDataset(images.float().cpu(), torch.as_tensor(labels, dtype=torch.long))
+
+
+def scaled_class_counts(data: Dataset | Sequence, num_classes: int, ratio: float) -> list[int]:
+    """The class counts of ``data`` times ``ratio``, rounded: how many synthetic images per class to add so that the
+    synthetic images are ``ratio`` times the real ones, with the real class proportions.
+
+    Example:
+        >>> scaled_class_counts([{"label": 0}, {"label": 0}, {"label": 0}, {"label": 1}], 2, ratio=2)
+        [6, 2]
+    """
+    counts = torch.bincount(dataset_labels(data), minlength=num_classes).tolist()
+    return [int(round(c * ratio)) for c in counts]
+
+
+def stratified_indices(
+    labels: torch.Tensor | np.ndarray | Sequence[int], fraction: float, seed: int, num_classes: int | None = None
+) -> list[int]:
+    """Class-stratified random indices of ``fraction`` of the items: ``max(1, round(fraction * n_c))`` of the ``n_c``
+    items of every present class, drawn without replacement with ``numpy.random.default_rng(seed)``; sorted.
+
+    Args:
+        labels: class index of every item.
+        fraction: fraction to keep per class, in ``(0, 1]``.
+        seed: seed of the draw.
+        num_classes: classes to draw from, ``0 .. num_classes - 1`` (default: up to the largest label).
+
+    Example:
+        >>> idx = stratified_indices([0] * 30 + [1] * 10, 0.1, seed=0)
+        >>> len(idx), sum(i >= 30 for i in idx)
+        (4, 1)
+    """
+    arr = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for c in range(int(arr.max()) + 1 if num_classes is None and arr.size else int(num_classes or 0)):
+        members = np.flatnonzero(arr == c)
+        if len(members) == 0:
+            continue
+        n = max(1, int(round(fraction * len(members))))
+        chosen += rng.choice(members, size=min(n, len(members)), replace=False).tolist()
+    return sorted(chosen)

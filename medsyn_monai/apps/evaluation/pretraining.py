@@ -14,7 +14,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from medsyn_monai.apps.evaluation.classifier import evaluate_classifier, fit_classifier
+from medsyn_monai.apps.evaluation.classifier import (
+    evaluate_classifier,
+    fit_classifier,
+    generate_class_images,
+    stratified_indices,
+)
 from medsyn_monai.apps.generation.sampler import SampleGenerator
 from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dataset_labels, dataset_length
 from medsyn_monai.utils.cli import as_bool
@@ -208,25 +213,16 @@ class SyntheticPretrainingStudy:
         """The synthetic training items: ``synthetic_data``, or ``samples_per_class`` images generated per class."""
         if self.synthetic_data is not None:
             return ImageLabelDataset(self.synthetic_data)
-        labels = [c for c, n in enumerate(self.samples_per_class) for _ in range(n)]
-        self.logger.info(f"generating {len(labels)} synthetic images ({self.samples_per_class} per class)")
+        self.logger.info(
+            f"generating {sum(self.samples_per_class)} synthetic images ({self.samples_per_class} per class)"
+        )
         generator = self.generator
         assert generator is not None  # the constructor requires exactly one of generator and synthetic_data
-        images, _ = generator.generate(labels=[self.generator_labels[c] for c in labels], seed=self.generation_seed)
-        return TensorPairDataset(images.float().cpu(), torch.as_tensor(labels, dtype=torch.long))
+        return generate_class_images(generator, self.samples_per_class, self.generator_labels, self.generation_seed)
 
     def real_subset(self, fraction: float, seed: int) -> list[int]:
         """Class-stratified random indices of ``fraction`` of the real training set (at least 1 per present class)."""
-        labels = dataset_labels(self.train_data).numpy()
-        rng = np.random.default_rng(seed)
-        chosen: list[int] = []
-        for c in range(self.num_classes):
-            members = np.flatnonzero(labels == c)
-            if len(members) == 0:
-                continue
-            n = max(1, int(round(fraction * len(members))))
-            chosen += rng.choice(members, size=min(n, len(members)), replace=False).tolist()
-        return sorted(chosen)
+        return stratified_indices(dataset_labels(self.train_data), fraction, seed, self.num_classes)
 
     def _fit(self, network: nn.Module, dataset: Dataset, epochs: int, lr: float, seed: int) -> nn.Module:
         network, _ = fit_classifier(
