@@ -65,11 +65,24 @@ class DiffusionTrainer(SupervisedTrainer):
       (``"clean"``); :class:`~medsyn_monai.losses.FeatureAlignmentLoss` (which owns the trainable projection)
       compares them. The projection's parameters must be given to the optimizer (e.g.
       ``list(net.parameters()) + list(align.parameters())``) and saved with the checkpoint. Expert and loss are
-      moved to the trainer's device.
+      moved to the trainer's device. With a spatial loss (``FeatureAlignmentLoss(spatial=True)``) the expert gives
+      its feature map instead of pooled features (its ``feature_map(x)`` method, e.g.
+      :meth:`~medsyn_monai.networks.nets.FeatureExtractor.feature_map`, else its output, which must be a map).
+      With ``alignment_stop_fraction=f`` the alignment term is on for the first ``f`` of the training iterations
+      only (HASTE, Wang et al. 2025, "REPA Works Until It Doesn't: Early-Stopped, Holistic Alignment Supercharges
+      Diffusion Training"): while ``iteration < f * max_epochs * epoch_length`` (counting the iterations done before
+      the current one) its weight is ``alignment_loss_weight``, afterwards 0 and the expert is not run at all.
 
     ``engine.state.output`` holds ``"loss"`` (the total, which is back-propagated) and, when the objective has
-    more than the plain pixel loss, ``"loss_noise"`` and, with alignment, ``"loss_align"`` (detached); their names
-    are in :attr:`loss_components`, which :class:`~medsyn_monai.handlers.TrainingStatsHandler` logs by default.
+    more than the plain pixel loss, ``"loss_noise"`` and, with alignment, ``"loss_align"`` (detached; not written
+    once ``alignment_stop_fraction`` switched alignment off); their names are in :attr:`loss_components`. With
+    alignment it also holds statistics that make a collapse of the alignment visible: ``"align_proj_std"`` and
+    ``"align_target_std"``, the standard deviations across the batch of the projected and of the target features
+    (:meth:`~medsyn_monai.losses.FeatureAlignmentLoss.batch_std`, before centring or normalisation; a projection
+    collapsed to a constant output shows as ``align_proj_std`` near 0; batches of 2 images or more, while alignment
+    is on) and, with ``alignment_stop_fraction``, ``"align_weight"`` (the alignment weight of the iteration); their
+    names are in :attr:`output_stats`. :class:`~medsyn_monai.handlers.TrainingStatsHandler` logs both lists by
+    default (TensorBoard ``train/<name>``, ``train/epoch_<name>``, CSV ``mean_<name>``).
     AMP, gradient accumulation, clipping (of the network and projection parameters) and ``compile`` work as usual.
 
     A NaN or infinite loss never reaches the weights: the first one stops training with
@@ -116,6 +129,9 @@ class DiffusionTrainer(SupervisedTrainer):
         expert_input: ``"noisy"`` (the expert sees ``x_t``, default) or ``"clean"`` (``x_0``, REPA).
         noise_loss_weight: weight ``w1`` of the pixel (denoising) loss.
         alignment_loss_weight: weight ``w2`` of the alignment loss (0.5 by default, REPA's ``lambda``).
+        alignment_stop_fraction: fraction ``f`` in ``(0, 1]`` of the training iterations (``max_epochs *
+            epoch_length``) after which the alignment term is switched off (see above); ``None`` (or the command
+            line's ``"null"``): aligned throughout. Ignored without ``feature_alignment``.
         sample_weight_key: batch key of per-sample loss weights ``(B,)`` (non-negative), or ``None``.
         sample_weight_normalize: divide the weighted sum by the sum of the weights instead of the batch size.
         max_nonfinite_batches: batches with a NaN/inf loss to skip before training stops (0: stop at the first).
@@ -125,7 +141,8 @@ class DiffusionTrainer(SupervisedTrainer):
 
     Raises:
         ValueError: non-positive ``max_grad_norm``; negative or non-finite loss weights; alignment parts missing or
-            of mismatching sizes; (during training) sample weights missing from the batch, of the wrong length,
+            of mismatching sizes; ``alignment_stop_fraction`` outside ``(0, 1]``; (during training) an unknown epoch
+            length with ``alignment_stop_fraction``, sample weights missing from the batch, of the wrong length,
             negative or non-finite, or a loss function that does not give one value per sample with
             ``sample_weight_key``.
 
@@ -167,6 +184,7 @@ class DiffusionTrainer(SupervisedTrainer):
         expert_input: str | ExpertInput = ExpertInput.NOISY,
         noise_loss_weight: float = 1.0,
         alignment_loss_weight: float = 0.5,
+        alignment_stop_fraction: float | str | None = None,
         sample_weight_key: str | None = None,
         sample_weight_normalize: bool = False,
         max_nonfinite_batches: int = 0,
@@ -184,6 +202,7 @@ class DiffusionTrainer(SupervisedTrainer):
         for name, value in (("noise_loss_weight", noise_loss_weight), ("alignment_loss_weight", alignment_loss_weight)):
             if not math.isfinite(float(value)) or float(value) < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
+        stop_fraction = self._stop_fraction(alignment_stop_fraction)
         if str(expert_input) not in [e.value for e in ExpertInput]:
             raise ValueError(f"expert_input must be one of {[e.value for e in ExpertInput]}, got {expert_input!r}.")
         device = torch.device(device)
@@ -208,6 +227,8 @@ class DiffusionTrainer(SupervisedTrainer):
         self.feature_alignment, self.alignment_expert = self._alignment_parts(
             feature_alignment, alignment_expert, device
         )
+        #: fraction of the training iterations after which alignment is switched off (``None``: never)
+        self.alignment_stop_fraction = stop_fraction if self.feature_alignment is not None else None
         self.feature_hook: FeatureHook | None = None
         self.input_hook: FeatureHook | None = None
         if self.feature_alignment is not None:
@@ -230,6 +251,11 @@ class DiffusionTrainer(SupervisedTrainer):
         self.loss_components: list[str] = []
         if self.feature_alignment is not None or sample_weight_key is not None or self.noise_loss_weight != 1:
             self.loss_components = ["loss_noise"] + (["loss_align"] if self.feature_alignment is not None else [])
+        #: names of the statistics (not losses) written to ``engine.state.output``, logged like the loss components
+        self.output_stats: list[str] = []
+        if self.feature_alignment is not None:
+            self.output_stats = ["align_proj_std", "align_target_std"]
+            self.output_stats += ["align_weight"] if self.alignment_stop_fraction is not None else []
         prepare_batch = DiffusionPrepareBatch(
             scheduler, label_key=label_key, cond_drop_prob=cond_drop_prob, null_class_label=null_class_label
         )
@@ -267,6 +293,44 @@ class DiffusionTrainer(SupervisedTrainer):
         self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._skip_nonfinite_update)
         if max_grad_norm is not None:
             self.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self._clip_gradients)
+
+    @staticmethod
+    def _stop_fraction(value: float | str | None) -> float | None:
+        """``alignment_stop_fraction`` checked: ``None`` or a number in ``(0, 1]``."""
+        if value is None or (isinstance(value, str) and value.strip().lower() in NONE_STRINGS):
+            return None
+        try:
+            fraction = float(value) if not isinstance(value, bool) else math.nan
+        except ValueError:
+            fraction = math.nan
+        if not 0.0 < fraction <= 1.0:  # also false for NaN
+            raise ValueError(
+                f"alignment_stop_fraction must be a number in (0, 1] (the fraction of training with alignment) or "
+                f"None (null: aligned throughout), got {value!r}."
+            )
+        return fraction
+
+    def alignment_active(self) -> bool:
+        """Whether the current iteration has the alignment term: with feature alignment, before
+        ``alignment_stop_fraction`` of the ``max_epochs * epoch_length`` iterations (always without a stop fraction).
+
+        Raises:
+            ValueError: ``alignment_stop_fraction`` with an unknown number of iterations (a loader without length and
+                no ``epoch_length``).
+        """
+        if self.feature_alignment is None:
+            return False
+        fraction = self.alignment_stop_fraction
+        if fraction is None:
+            return True
+        epochs, length = self.state.max_epochs, self.state.epoch_length
+        if not epochs or not length:
+            raise ValueError(
+                "alignment_stop_fraction needs the number of training iterations (max_epochs * epoch_length): give "
+                "epoch_length for a data loader without a length."
+            )
+        done = max(int(self.state.iteration) - 1, 0)  # iterations before the current one (ignite counts from 1)
+        return done < fraction * int(epochs) * int(length)
 
     @staticmethod
     def _alignment_parts(
@@ -343,13 +407,28 @@ class DiffusionTrainer(SupervisedTrainer):
         output["loss_noise"] = noise.detach()
         total = self.noise_loss_weight * noise
         if self.feature_alignment is not None:
-            align = self._alignment_loss(output[Keys.IMAGE])
-            output["loss_align"] = align.detach()
-            total = total + self.alignment_loss_weight * align
+            active = self.alignment_active()
+            if self.alignment_stop_fraction is not None:
+                output["align_weight"] = torch.tensor(self.alignment_loss_weight if active else 0.0)
+            if active:  # switched off: no expert forward pass at all
+                align = self._alignment_loss(output[Keys.IMAGE], output)
+                output["loss_align"] = align.detach()
+                total = total + self.alignment_loss_weight * align
         return total
 
-    def _alignment_loss(self, clean_images: torch.Tensor) -> torch.Tensor:
-        """The alignment loss of the forward pass just recorded by the feature hooks."""
+    def _expert_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen expert's features of ``images``: pooled, or its feature map for a spatial loss."""
+        assert self.alignment_expert is not None and self.feature_alignment is not None
+        expert = self.alignment_expert
+        with torch.no_grad():
+            feature_map = getattr(expert, "feature_map", None) if self.feature_alignment.spatial else None
+            if callable(feature_map) and not isinstance(feature_map, nn.Module):
+                return feature_map(images)
+            return expert(images)
+
+    def _alignment_loss(self, clean_images: torch.Tensor, output: dict[str, Any]) -> torch.Tensor:
+        """The alignment loss of the forward pass just recorded by the feature hooks; the spread of the projected and
+        target features goes to ``output``."""
         assert self.feature_hook is not None and self.alignment_expert is not None
         assert self.feature_alignment is not None  # set together with the hooks and the expert
         features = self.feature_hook.features
@@ -359,9 +438,11 @@ class DiffusionTrainer(SupervisedTrainer):
                 "the feature hooks recorded nothing in this forward pass: the network being trained must be the one "
                 "the DiffusionTrainer was built with (its hooks are on that module)."
             )
-        with torch.no_grad():
-            expert_features = self.alignment_expert(images.detach())
-        return self.feature_alignment(features, expert_features)
+        projected, target = self.feature_alignment.project(features, self._expert_features(images.detach()))
+        if projected.shape[0] > 1:
+            output["align_proj_std"] = FeatureAlignmentLoss.batch_std(projected)
+            output["align_target_std"] = FeatureAlignmentLoss.batch_std(target)
+        return self.feature_alignment.compare(projected, target)
 
     def _check_first_batch(self, engine: Engine) -> None:
         """Fail with a clear message when the data's channels do not match the network's ``in_channels``."""

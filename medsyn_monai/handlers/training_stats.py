@@ -33,10 +33,12 @@ class TrainingStatsHandler:
     terminated inside an epoch (e.g. by :class:`~medsyn_monai.handlers.TimeBudget`) logs that partial epoch too.
     Expects ``engine.state.output["loss"]`` (MONAI trainers) and the batch size from
     ``engine.state.output["image"]``. Further scalar entries of the output named in ``extra_keys`` (by default the
-    engine's ``loss_components``, e.g. ``"loss_noise"``, ``"loss_align"`` of
-    :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective) are logged the same way: ``train/<key>``
-    per iteration, ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the
-    output never held the key).
+    engine's ``loss_components`` and ``output_stats``, e.g. ``"loss_noise"``, ``"loss_align"`` of
+    :class:`~medsyn_monai.engines.DiffusionTrainer`'s extended objective and its alignment statistics
+    ``"align_proj_std"``, ``"align_target_std"``) are logged the same way: ``train/<key>`` per iteration,
+    ``train/epoch_<key>`` per epoch, and a ``mean_<key>`` CSV column (NaN for an epoch in which the output never held
+    the key). When a resumed run logs columns that the existing ``csv_path`` lacks (or the other way round), the file
+    is rewritten with all columns, ``nan`` where a row has no value.
 
     In multi-process training (``torchrun``) the epoch means are over the batches of every process and the images
     per second are those of all processes together (the global throughput); only the main process logs and writes.
@@ -48,8 +50,8 @@ class TrainingStatsHandler:
         csv_path: CSV file for the per-epoch table (appended to, so resumed runs keep their history) or ``None``.
         iteration_interval: iterations between TensorBoard iteration scalars.
         logger_name: name of the console logger.
-        extra_keys: further scalar entries of ``engine.state.output`` to log (``None``: the ``loss_components`` of
-            the engine it is attached to, if it has any).
+        extra_keys: further scalar entries of ``engine.state.output`` to log (``None``: the ``loss_components`` and
+            ``output_stats`` of the engine it is attached to, if it has any).
     """
 
     def __init__(
@@ -86,7 +88,8 @@ class TrainingStatsHandler:
 
     def attach(self, engine: Engine) -> None:
         if self._default_keys:
-            self.extra_keys = [str(k) for k in getattr(engine, "loss_components", [])]
+            keys = [*getattr(engine, "loss_components", []), *getattr(engine, "output_stats", [])]
+            self.extra_keys = list(dict.fromkeys(str(k) for k in keys))
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
@@ -171,13 +174,37 @@ class TrainingStatsHandler:
             self.summary_writer.add_scalar("train/images_per_second", row["images_per_second"], step)
             self.summary_writer.flush()
         if self.csv_path is not None:
-            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-            new = not self.csv_path.exists()
-            with open(self.csv_path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            self._append_row(self.csv_path, row)
+
+    @staticmethod
+    def _append_row(path: Path, row: dict[str, Any]) -> None:
+        """Append ``row`` to the CSV ``path``; a file with other columns (a run resumed with other logged keys) is
+        rewritten with all columns first, ``nan`` where a row has no value."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fields = list(row)
+        if path.is_file() and path.stat().st_size > 0:
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                old_fields = list(reader.fieldnames or [])
+                added = [k for k in fields if k not in old_fields]
+                rows = list(reader) if added else []
+            if old_fields:
+                fields = old_fields + added
+            if old_fields and added:
+
+                def write(tmp: str) -> None:
+                    with open(tmp, "w", newline="") as f:
+                        writer = csv.DictWriter(f, fieldnames=fields, restval="nan", extrasaction="ignore")
+                        writer.writeheader()
+                        writer.writerows(rows)
+
+                atomic_write(path, write)
+        new = not path.is_file() or path.stat().st_size == 0
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="nan")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
 
     def _drop_rows_from(self, epoch: int) -> None:
         """Rewrite ``csv_path`` without the rows of epochs ``>= epoch`` (and any line cut short by a kill)."""

@@ -13,7 +13,9 @@ from monai.utils import StrEnum
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["FeatureHook", "HookTarget", "feature_channels", "feature_point"]
+from medsyn_monai.utils.enums import FeaturePoint
+
+__all__ = ["FeatureHook", "HookTarget", "feature_channels", "feature_point", "middle_point"]
 
 
 class HookTarget(StrEnum):
@@ -56,6 +58,42 @@ def feature_point(network: nn.Module) -> tuple[str, int]:
     raise ValueError(
         f"{type(network).__name__} declares no default feature point (a feature_point() method): name the module "
         "whose output to use (align_module, one of dict(network.named_modules())) and its channels."
+    )
+
+
+def middle_point(network: nn.Module) -> tuple[str, int]:
+    """The middle (bottleneck) stage of a diffusion U-Net: the module whose output ends it, at the lowest resolution.
+
+    The alignment point of U-REPA (Tian et al. 2025, "U-REPA: Aligning Diffusion U-Nets to ViTs"), named
+    ``align_module="middle_block"`` (:class:`~medsyn_monai.utils.enums.FeaturePoint`). Networks declare it through a
+    ``middle_point()`` method returning ``(module name, channels)`` (the project's
+    :class:`~medsyn_monai.networks.nets.LightweightDiffusionUNet`: its last bottleneck convolution, or the bottleneck's
+    attention block when there is one; :class:`~medsyn_monai.networks.nets.ClassConditionedDiffusionUNet`: its
+    backbone's); for MONAI's :class:`~monai.networks.nets.DiffusionModelUNet` it is ``middle_block``.
+
+    Args:
+        network: a diffusion U-Net.
+
+    Returns:
+        the name of the module in ``network.named_modules()`` and the number of channels of its output.
+
+    Raises:
+        ValueError: a network that declares no middle point (give the module name explicitly).
+
+    Example:
+        >>> from medsyn_monai.networks.nets import LightweightDiffusionUNet
+        >>> middle_point(LightweightDiffusionUNet(2, 1, 1, channels=(8, 16, 32), norm_num_groups=4))
+        ('down_blocks.2.1', 32)
+    """
+    declared = getattr(network, "middle_point", None)
+    if callable(declared):
+        name, channels = declared()
+        return str(name), int(channels)
+    if isinstance(network, DiffusionModelUNet):
+        return "middle_block", int(network.block_out_channels[-1])
+    raise ValueError(
+        f"{type(network).__name__} declares no middle point (a middle_point() method): name the module whose output "
+        "to use (align_module, one of dict(network.named_modules())) and its channels."
     )
 
 
@@ -136,8 +174,10 @@ class FeatureHook:
 
     Args:
         network: the network.
-        module_name: a name of ``dict(network.named_modules())``; ``""`` is the network itself; ``None`` is the
-            default point :func:`feature_point`.
+        module_name: a name of ``dict(network.named_modules())``; ``""`` is the network itself; ``None`` or
+            ``"down_path"`` is the default point :func:`feature_point`; ``"middle_block"`` is the middle stage
+            :func:`middle_point` (:class:`~medsyn_monai.utils.enums.FeaturePoint`; a module of that very name, e.g.
+            MONAI's ``middle_block``, is taken as it is).
         target: ``"output"`` (default) or ``"input"`` of the module (the first tensor argument, or ``x`` / the
             first tensor of the keyword arguments), e.g. ``FeatureHook(net, "", "input")`` records the noisy input
             ``x_t`` of a diffusion network.
@@ -165,15 +205,27 @@ class FeatureHook:
             raise ValueError(f"target must be one of {[t.value for t in HookTarget]}, got {target!r}.")
         self.target = HookTarget(target)
         declared: int | None = None
-        if module_name is None:
-            module_name, declared = feature_point(network)
         modules = dict(network.named_modules())
+        if module_name is None or (module_name == FeaturePoint.DOWN_PATH and module_name not in modules):
+            module_name, declared = feature_point(network)
+        elif module_name == FeaturePoint.MIDDLE_BLOCK and module_name not in modules:
+            module_name, declared = middle_point(network)
+        elif self.target == HookTarget.OUTPUT:  # a named module's output channels are known at a declared point
+            for point in (feature_point, middle_point):
+                try:
+                    name, channels = point(network)
+                except ValueError:
+                    continue
+                if name == module_name:
+                    declared = channels
+                    break
         if module_name not in modules:
             names = [n for n in modules if n]
             hint = [n for n in names if "block" in n or "down" in n or "mid" in n or "sampler" in n][:8] or names[:8]
             raise ValueError(
                 f"unknown module_name {module_name!r} in {type(network).__name__}; valid names include {hint} "
-                f"({len(names)} modules, see dict(network.named_modules()))."
+                f"({len(names)} modules, see dict(network.named_modules())) and the named points "
+                f"{[p.value for p in FeaturePoint]}."
             )
         self.module_name = module_name
         self.module = modules[module_name]

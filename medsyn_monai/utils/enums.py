@@ -27,6 +27,7 @@ __all__ = [
     "ExpertInput",
     "AlignmentProjection",
     "AlignmentDirection",
+    "FeaturePoint",
     "ResumeMode",
     "ExportFormat",
 ]
@@ -223,12 +224,16 @@ class ExpertInput(StrEnum):
 class AlignmentProjection(StrEnum):
     """Trainable projection of :class:`~medsyn_monai.losses.FeatureAlignmentLoss`.
 
-    - ``LINEAR``: one linear layer.
-    - ``MLP``: three linear layers with SiLU activations (REPA's projector).
+    - ``LINEAR``: one linear layer (applied at every location of spatial features).
+    - ``MLP``: three linear layers with SiLU activations (REPA's projector; applied at every location of spatial
+      features).
+    - ``CONV``: one 3x3 convolution of the feature map (iREPA's projector, Singh et al., "What matters for
+      Representation Alignment: Global Information or Spatial Structure?"); spatial alignment only.
     """
 
     LINEAR = "linear"
     MLP = "mlp"
+    CONV = "conv"
 
 
 class AlignmentDirection(StrEnum):
@@ -240,6 +245,20 @@ class AlignmentDirection(StrEnum):
 
     EXPERT_TO_DIFFUSION = "expert_to_diffusion"
     DIFFUSION_TO_EXPERT = "diffusion_to_expert"
+
+
+class FeaturePoint(StrEnum):
+    """Named points of a diffusion U-Net whose features are aligned (``align_module``), resolved for each network by
+    :class:`~medsyn_monai.networks.utils.FeatureHook` (a module of that very name takes precedence).
+
+    - ``DOWN_PATH``: the end of the down path, the input of the middle stage (the default point,
+      :func:`~medsyn_monai.networks.utils.feature_point`).
+    - ``MIDDLE_BLOCK``: the output of the middle (bottleneck) stage (:func:`~medsyn_monai.networks.utils.
+      middle_point`), the alignment point of U-REPA (Tian et al. 2025, "U-REPA: Aligning Diffusion U-Nets to ViTs").
+    """
+
+    DOWN_PATH = "down_path"
+    MIDDLE_BLOCK = "middle_block"
 
 
 class ResumeMode(StrEnum):

@@ -86,6 +86,7 @@ def test_bundle_json_total_lines():
     """Configs stay short: logic lives in the package. The budget grows only with new configs (3,600 lines up to
     the export.json and audit.json overlays, about 45 lines each per bundle; 3,800 up to multi_gpu_train.json, 20
     lines each; 3,900 up to train_full_size.json, about 12 lines each; 4,020 up to cxr_cfg's evaluate_utility.json,
-    86 lines)."""
+    86 lines; 4,030 with histo_feature_aligned's alignment options, 13 lines of keys, model_info entries and
+    metadata references)."""
     total = sum(len(p.read_text().splitlines()) for p in (REPO / "bundles").glob("*/configs/*.json"))
-    assert total <= 4020, f"bundle JSON grew to {total} lines (the budget is 4,020)"
+    assert total <= 4030, f"bundle JSON grew to {total} lines (the budget is 4,030)"

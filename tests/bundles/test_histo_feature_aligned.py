@@ -62,6 +62,8 @@ def test_defaults_and_contract_values(bundle):
     assert train["projection"] == "linear" and train["align_direction"] == "expert_to_diffusion"
     assert train["align_module"] is None and train["alignment_loss_weight"] == 0.5
     assert train["noise_loss_weight"] == 1.0 and train["cond_drop_prob"] == 0.1 and train["center_features"] is False
+    assert train["align_spatial"] is False and train["spatial_norm"] is None
+    assert train["alignment_stop_fraction"] is None
     assert train["in_channels"] == 1 and train["image_size"] == 64 and train["architecture"] == "lightweight"
     assert train["alignment"]["expert"]["_target_"].endswith("FeatureExtractor.from_expert_checkpoint")
     assert train["alignment"]["loss"]["_target_"].endswith("FeatureAlignmentLoss.between")
@@ -108,6 +110,8 @@ def test_aligned_training(bundle, aligned, expert_ckpt):
     assert info["feature_alignment"] is True and info["alignment"]["expert_input"] == "noisy"
     assert info["alignment"]["projection"] == "linear" and info["alignment"]["direction"] == "expert_to_diffusion"
     assert info["alignment"]["center"] is False and info["alignment"]["alignment_loss_weight"] == 0.5
+    assert info["alignment"]["spatial"] is False and info["alignment"]["spatial_norm"] is False
+    assert info["alignment"]["stop_fraction"] is None and not aligned["loss"].spatial
     assert (
         info["num_classes"] == 8 and info["null_class_label"] == 8 and info["class_names"] == list(HISTO_DEMO_CLASSES)
     )
@@ -116,9 +120,11 @@ def test_aligned_training(bundle, aligned, expert_ckpt):
     rows = bundle.csv_rows(out / "train_log.csv")
     assert len(rows) == 1 and 0.0 <= float(rows[0]["mean_loss_align"]) <= 2.0
     assert math.isfinite(float(rows[0]["mean_loss_noise"]))
+    assert float(rows[0]["mean_align_proj_std"]) >= 0.0 and float(rows[0]["mean_align_target_std"]) > 0.0
     acc = EventAccumulator(str(next((out / "tensorboard").glob("events.out.tfevents.*"))))
     acc.Reload()
-    assert {"train/epoch_loss_noise", "train/epoch_loss_align"} <= set(acc.Tags()["scalars"])
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/epoch_loss_noise", "train/epoch_loss_align", "train/epoch_align_proj_std"} <= tags
 
 
 def test_aligned_inference_and_evaluation(bundle, aligned, tiny_demo, expert_ckpt, tmp_path):
@@ -184,6 +190,39 @@ def test_baseline_and_alignment_options(bundle, tmp_path, tiny_demo, expert_ckpt
     with pytest.raises(Exception, match="from_expert_checkpoint") as error:
         bundle.run("train", **common, output_dir=str(tmp_path / "no_expert"))
     assert isinstance(error.value.__cause__, FileNotFoundError) and "train_expert.json" in str(error.value.__cause__)
+
+
+def test_spatial_conv_alignment_at_the_middle_block_with_a_stop(bundle, tmp_path, tiny_demo):
+    """The remedies of the alignment literature through the bundle's keys, as on the command line: spatial alignment
+    (U-REPA) with iREPA's convolutional projector and spatial normalisation, at the U-Net's middle block, switched off
+    halfway (HASTE). The expert sees 64 px (a 2 x 2 ResNet map; at 16 px its map would be a single location)."""
+    expert_run = tmp_path / "expert64"
+    bundle.run("train_expert", dataset_dir=str(tiny_demo), output_dir=str(expert_run), **SPLIT, max_epochs=1,
+               image_size=16, batch_size=8, expert_network="resnet18", expert_input_size=64)  # fmt: skip
+    out = tmp_path / "spatial"
+    workflow = bundle.config_workflow("train", dataset_dir=str(tiny_demo), output_dir=str(out), **SPLIT, **TINY,
+                                      expert_ckpt=str(expert_run / "models" / "expert" / "best_model.pt"),
+                                      align_spatial="true", projection="conv", align_module="middle_block",
+                                      alignment_stop_fraction=0.5)  # fmt: skip
+    workflow.run()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    workflow.finalize()
+    loss = trainer.feature_alignment
+    assert loss.spatial and loss.spatial_norm and trainer.alignment_stop_fraction == 0.5
+    assert trainer.feature_hook.module_name == "backbone.down_blocks.1.1"  # the lightweight U-Net's middle stage
+    assert trainer.alignment_expert.feature_map(torch.zeros(2, 1, 16, 16)).shape == (2, 512, 2, 2)
+
+    ckpt = torch.load(out / "models" / "checkpoint.pt", weights_only=True)
+    assert ckpt["projection"]["projection.weight"].shape == (16, 512, 3, 3)  # 3x3 conv: expert map -> U-Net channels
+    iterations = ckpt["trainer"]["iteration"]
+    aligned = math.ceil(0.5 * iterations)
+    info = bundle.model_info(out)["alignment"]
+    assert info["spatial"] is True and info["spatial_norm"] is True and info["projection"] == "conv"
+    assert info["module"] == "middle_block" and info["stop_fraction"] == 0.5
+    row = bundle.csv_rows(out / "train_log.csv")[0]
+    assert iterations >= 2 and 0.0 <= float(row["mean_loss_align"]) <= 2.0
+    assert float(row["mean_align_weight"]) == pytest.approx(0.5 * aligned / iterations)  # weight 0.5, then 0
+    assert float(row["mean_align_proj_std"]) > 0.0 and float(row["mean_align_target_std"]) > 0.0
 
 
 def test_fewshot_with_and_without_prior_preservation_same_budget(bundle, tmp_path, tiny_demo):

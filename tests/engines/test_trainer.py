@@ -12,6 +12,7 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.engines.utils import IterationEvents
+from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
@@ -270,6 +271,171 @@ def test_alignment_part_errors():
                          alignment_expert=expert, align_module="nope")  # fmt: skip
     with pytest.raises(ValueError, match="expert_input"):
         DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), expert_input="blurry")
+
+
+# ------------------------------------------------------------- alignment options: spatial, middle block, schedule
+
+
+class SpatialExpert(RecordingExpert):
+    """A RecordingExpert with a feature map (B, 6, 16, 16): its spatial mean is its pooled features."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def feature_map(self, x):
+        self.calls.append("feature_map")
+        self.seen.append(x.detach().clone())
+        return self.norm(self.conv(x))
+
+    def features(self, x):
+        self.calls.append("features")
+        return super().features(x)
+
+
+def _monai_unet():
+    torch.manual_seed(0)
+    return DiffusionModelUNet(2, 1, 1, channels=(8, 16), attention_levels=(False, False), num_res_blocks=1,
+                              norm_num_groups=4)  # fmt: skip
+
+
+@pytest.mark.parametrize("direction", ["expert_to_diffusion", "diffusion_to_expert"])
+def test_spatial_alignment_uses_the_expert_map_and_reaches_the_projection(tmp_path, direction):
+    net, expert = tiny_unet(), SpatialExpert()
+    fx = FeatureExtractor(expert)
+    align = FeatureAlignmentLoss.between(fx, net, "middle_block", spatial=True, projection="conv", direction=direction)
+    assert align.diffusion_dim == 16 and isinstance(align.projection, nn.Conv2d) and align.spatial_norm
+    opt = torch.optim.SGD(list(net.parameters()) + list(align.parameters()), 0.0)  # weights kept: values checkable
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    stats = TrainingStatsHandler(opt, writer, tmp_path / "log.csv", iteration_interval=1)
+    trainer = DiffusionTrainer("cpu", 1, _data(2), net, opt, DDPMScheduler(100), feature_alignment=align,
+                               alignment_expert=fx, align_module="middle_block", train_handlers=[stats])  # fmt: skip
+    assert trainer.feature_hook.module_name == "down_blocks.1.1" and trainer.feature_hook.channels == 16
+    assert trainer.output_stats == ["align_proj_std", "align_target_std"]
+    grads, records = [], []
+    trainer.add_event_handler(
+        IterationEvents.BACKWARD_COMPLETED,
+        lambda e: grads.append([p.grad.abs().sum().item() for p in align.parameters()]),
+    )
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED,
+        lambda e: records.append({k: float(v.detach()) for k, v in e.state.output.items() if v.ndim == 0}),
+    )
+    expert.calls.clear()
+    trainer.run()
+    writer.close()
+    assert len(grads) == 2 and all(g > 0 for step in grads for g in step)  # weight and bias of the conv projection
+    assert expert.calls == ["feature_map", "feature_map"]  # the map, never the pooled features
+    features, x_t = trainer.feature_hook.features, trainer.input_hook.features
+    assert features.shape == (4, 16, 8, 8) and torch.equal(expert.seen[-1], x_t)  # the noisy input
+    with torch.no_grad():
+        projected, target = align.project(features, fx.feature_map(x_t))
+        assert math.isclose(records[-1]["loss_align"], align.compare(projected, target).item(), rel_tol=1e-5)
+    channels = 16 if direction == "expert_to_diffusion" else 6
+    assert projected.shape == target.shape == (4, channels, 8, 8)
+    assert math.isclose(records[-1]["align_proj_std"], projected.std(0).mean().item(), rel_tol=1e-5)
+    assert math.isclose(records[-1]["align_target_std"], target.std(0).mean().item(), rel_tol=1e-5)
+    assert all(r["align_proj_std"] > 0 and r["align_target_std"] > 0 for r in records)
+    # logged like the loss components: TensorBoard per iteration and epoch, CSV column
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/align_proj_std", "train/epoch_align_proj_std", "train/epoch_align_target_std"} <= tags
+    row = list(csv.DictReader(open(tmp_path / "log.csv")))[0]
+    mean_std = (records[0]["align_proj_std"] + records[1]["align_proj_std"]) / 2
+    assert math.isclose(float(row["mean_align_proj_std"]), mean_std, rel_tol=1e-5) and "mean_loss_align" in row
+
+
+def test_collapsed_projection_shows_as_zero_spread():
+    net = tiny_unet()
+    align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
+    with torch.no_grad():
+        align.projection.weight.zero_()  # a constant output: the bias
+    opt = torch.optim.SGD(list(net.parameters()) + list(align.parameters()), 0.0)
+    trainer = DiffusionTrainer("cpu", 1, _data(1), net, opt, DDPMScheduler(100), feature_alignment=align,
+                               alignment_expert=FeatureExtractor(RecordingExpert()))  # fmt: skip
+    trainer.run()
+    assert trainer.state.output["align_proj_std"].item() == 0.0 and trainer.state.output["align_target_std"] > 0
+    one = [{"image": torch.zeros(1, 1, 16, 16)}]
+    single = DiffusionTrainer("cpu", 1, one, tiny_unet(), opt, DDPMScheduler(100), feature_alignment=align,
+                              alignment_expert=FeatureExtractor(RecordingExpert()))  # fmt: skip
+    single.run()  # no spread across a batch of one image: left out
+    assert "loss_align" in single.state.output and "align_proj_std" not in single.state.output
+
+
+@pytest.mark.parametrize("network", [tiny_unet, _monai_unet])
+def test_alignment_at_the_middle_block_trains(network):
+    """U-REPA's alignment point, named "middle_block" for the project's lightweight U-Net and MONAI's U-Net."""
+    net, expert = network(), RecordingExpert()
+    fx = FeatureExtractor(expert)
+    align = FeatureAlignmentLoss.between(fx, net, "middle_block", image_shape=(1, 16, 16), projection="mlp")
+    opt = torch.optim.Adam(list(net.parameters()) + list(align.parameters()), 1e-3)
+    trainer = DiffusionTrainer("cpu", 1, _data(1), net, opt, DDPMScheduler(100), feature_alignment=align,
+                               alignment_expert=fx, align_module="middle_block")  # fmt: skip
+    name = "down_blocks.1.1" if isinstance(net, LightweightDiffusionUNet) else "middle_block"
+    assert trainer.feature_hook.module_name == name
+    before = [p.detach().clone() for p in align.parameters()]
+    block = [p.detach().clone() for p in net.get_submodule(name).parameters()]
+    records = _outputs(trainer)
+    trainer.run()
+    assert trainer.feature_hook.features.shape == (4, 16, 8, 8)
+    assert len(records) == 1 and 0.0 < records[0]["loss_align"] < 2.0
+    assert all(not torch.equal(a, p) for a, p in zip(before, align.parameters(), strict=True))
+    assert any(not torch.equal(a, p) for a, p in zip(block, net.get_submodule(name).parameters(), strict=True))
+
+
+@pytest.mark.parametrize("fraction, aligned", [(0.5, 4), (0.3, 3), (1.0, 8), ("null", 8)])
+def test_alignment_stop_fraction_switches_alignment_and_the_expert_off(fraction, aligned):
+    """HASTE's schedule: 2 epochs of 4 iterations, aligned while (iterations done) < fraction * 8, then weight 0 and no
+    expert forward pass."""
+    net, expert = tiny_unet(), RecordingExpert()
+    align = FeatureAlignmentLoss(expert_dim=6, diffusion_dim=16)
+    opt = torch.optim.SGD(list(net.parameters()) + list(align.parameters()), 0.05)
+    trainer = DiffusionTrainer("cpu", 2, _data(4), net, opt, DDPMScheduler(100), feature_alignment=align,
+                               alignment_expert=FeatureExtractor(expert), alignment_loss_weight=0.3,
+                               alignment_stop_fraction=fraction)  # fmt: skip
+    scheduled = fraction != "null"
+    assert trainer.alignment_stop_fraction == (fraction if scheduled else None)
+    assert trainer.output_stats == ["align_proj_std", "align_target_std"] + ["align_weight"] * scheduled
+    records, projections = [], []
+
+    def record(engine):
+        records.append({k: float(v.detach()) for k, v in engine.state.output.items() if v.ndim == 0})
+        projections.append(align.projection.weight.detach().clone())
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
+    expert.seen.clear()
+    trainer.run()
+    assert [("loss_align" in r, "align_proj_std" in r) for r in records] == [(True, True)] * aligned + [
+        (False, False)
+    ] * (8 - aligned)
+    assert len(expert.seen) == aligned  # the expert runs only while aligning
+    if scheduled:
+        assert [r["align_weight"] for r in records] == pytest.approx([0.3] * aligned + [0.0] * (8 - aligned))
+    for r in records[aligned:]:
+        assert r["loss"] == r["loss_noise"]
+    for r in records[:aligned]:
+        assert math.isclose(r["loss"], r["loss_noise"] + 0.3 * r["loss_align"], rel_tol=1e-5)
+    # the projection stops changing with the alignment (plain SGD: no gradient, no update)
+    assert not torch.equal(projections[0], projections[aligned - 1]) or aligned == 1
+    assert all(torch.equal(p, projections[aligned - 1]) for p in projections[aligned:])
+
+
+def test_alignment_stop_fraction_errors_and_without_alignment():
+    net = tiny_unet()
+    opt = torch.optim.SGD(net.parameters(), 0.1)
+    kwargs = {"feature_alignment": FeatureAlignmentLoss(6, 16), "alignment_expert": FeatureExtractor(RecordingExpert())}
+    for bad in (0, 0.0, 1.5, -0.2, math.nan, "abc", True):
+        with pytest.raises(ValueError, match="alignment_stop_fraction must be a number in \\(0, 1\\]"):
+            DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), alignment_stop_fraction=bad, **kwargs)
+    assert DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), alignment_stop_fraction="0.25",
+                            **kwargs).alignment_stop_fraction == 0.25  # fmt: skip
+    plain = DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), alignment_stop_fraction=0.5)
+    assert plain.alignment_stop_fraction is None and plain.output_stats == [] and not plain.alignment_active()
+    unknown = DiffusionTrainer("cpu", 1, [], net, opt, DDPMScheduler(10), alignment_stop_fraction=0.5, **kwargs)
+    unknown.state.max_epochs, unknown.state.epoch_length, unknown.state.iteration = 1, None, 1
+    with pytest.raises(ValueError, match="give epoch_length"):
+        unknown.alignment_active()
 
 
 # ----------------------------------------------------------------------------------------------- non-finite losses

@@ -102,6 +102,36 @@ def test_line_cut_short_dropped_rows_of_earlier_epochs_kept(tmp_path):
     assert [int(r["epoch"]) for r in rows] == list(range(1, 12)) and rows[-1]["iteration"] == "44"
 
 
+def test_resumed_run_with_other_columns_rewrites_the_table(tmp_path):
+    """A run resumed with more logged keys (e.g. the alignment statistics of a newer release) keeps one consistent
+    table: the new columns are added, with nan in the rows that were logged without them; and the other way round."""
+    log = tmp_path / "log.csv"
+
+    def step(engine, batch):
+        out = {"loss": torch.tensor(1.0), "image": torch.zeros(2, 1), "loss_align": torch.tensor(0.5)}
+        return {**out, "align_proj_std": torch.tensor(0.25)} if engine.state.epoch > 1 else out
+
+    first = Engine(step)
+    _stats(first, csv_path=log, extra_keys=["loss_align"])
+    first.run(range(2), max_epochs=1)
+    resumed = Engine(step)
+    resumed.load_state_dict({"epoch": 1, "max_epochs": 1, "epoch_length": 2})
+    _stats(resumed, csv_path=log, extra_keys=["loss_align", "align_proj_std"])
+    resumed.run(range(2), max_epochs=3)
+    rows = list(csv.DictReader(open(log)))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and float(rows[0]["mean_loss_align"]) == 0.5
+    assert rows[0]["mean_align_proj_std"] == "nan" and [float(r["mean_align_proj_std"]) for r in rows[1:]] == [0.25] * 2
+    assert log.read_text().splitlines()[0].endswith("mean_loss_align,mean_align_proj_std")
+    # resumed again without the new key: its column stays, nan in the new row; no row is dropped as "cut short"
+    again = Engine(step)
+    again.load_state_dict({"epoch": 3, "max_epochs": 3, "epoch_length": 2})
+    _stats(again, csv_path=log, extra_keys=["loss_align"])
+    again.run(range(2), max_epochs=4)
+    rows = list(csv.DictReader(open(log)))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and rows[3]["mean_align_proj_std"] == "nan"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
 def test_nonfinite_losses_left_out_of_the_means(tmp_path):
     losses = {1: 1.0, 2: float("nan"), 3: 3.0, 4: float("inf"), 5: 5.0, 6: 7.0, 7: float("-inf"), 8: 9.0}
     engine = _engine(losses.__getitem__)

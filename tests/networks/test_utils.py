@@ -1,4 +1,5 @@
-"""FeatureHook and feature_point: which features a diffusion U-Net exposes for alignment, recorded when asked."""
+"""FeatureHook, feature_point and middle_point: which features a diffusion U-Net exposes for alignment, recorded when
+asked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 from medsyn_monai.networks.nets import ClassConditionedDiffusionUNet, LightweightDiffusionUNet
-from medsyn_monai.networks.utils import FeatureHook, feature_point
+from medsyn_monai.networks.utils import FeatureHook, feature_channels, feature_point, middle_point
 
 SHAPE = (1, 16, 16)
 
@@ -119,3 +120,46 @@ def test_errors():
         FeatureHook(nn.Sequential(nn.Conv2d(1, 1, 1)))
     one_level = LightweightDiffusionUNet(2, 1, 1, channels=(8,), norm_num_groups=4)
     assert feature_point(one_level) == ("stem", 8)
+
+
+@pytest.mark.parametrize(
+    "factory, point, middle_output_of",
+    [
+        # lightweight: the last convolution of the lowest level ends the bottleneck (its output, upsampled, feeds the
+        # first upsampler)
+        (_lightweight, ("down_blocks.1.1", 16), "upsamplers.0"),
+        # MONAI: the output of middle_block is the input of the first up block
+        (_monai, ("middle_block", 16), "up_blocks.0"),
+    ],
+)
+def test_middle_block_is_the_bottleneck_output(factory, point, middle_output_of):
+    """``"middle_block"`` names the middle stage of both U-Nets (and of the class-conditional wrapper)."""
+    net = factory()
+    assert middle_point(net) == point
+    hook = FeatureHook(net, "middle_block")
+    assert (hook.module_name, hook.channels) == point and feature_channels(net, "middle_block") == 16
+    x, t = torch.randn(2, *SHAPE), torch.tensor([1, 700])
+    with hook.recording(), torch.no_grad():
+        net(x, t)
+    assert hook.features.shape == (2, 16, 8, 8)
+    following = _reference(net, x, t, take_input_of=middle_output_of)
+    if following.shape[-1] == 16:  # the lightweight U-Net upsamples before its upsampler's convolution
+        following = following[..., ::2, ::2]
+    assert torch.equal(hook.features, following)
+    assert FeatureHook(net, "down_path").module_name == feature_point(net)[0]  # the default point, by name
+
+
+@pytest.mark.parametrize("architecture", ["lightweight", "monai"])
+def test_middle_block_of_the_class_conditional_wrapper(architecture):
+    kwargs = {"channels": (8, 16), "norm_num_groups": 4}
+    if architecture == "monai":
+        kwargs.update(attention_levels=(False, False), num_res_blocks=1)
+    wrapped = ClassConditionedDiffusionUNet(architecture, "embedding", num_classes=2, network_kwargs=kwargs)
+    name = "backbone.down_blocks.1.1" if architecture == "lightweight" else "backbone.middle_block"
+    assert wrapped.middle_point() == (name, 16) and FeatureHook(wrapped, "middle_block").module_name == name
+    # with cross-attention at the bottleneck the lightweight middle stage ends with its attention block
+    attending = LightweightDiffusionUNet(2, 1, 1, channels=(8, 16), norm_num_groups=4, with_conditioning=True,
+                                         cross_attention_dim=4, num_head_channels=8)  # fmt: skip
+    assert middle_point(attending) == ("down_attentions.1", 16)
+    with pytest.raises(ValueError, match="declares no middle point"):
+        FeatureHook(nn.Sequential(nn.Conv2d(1, 1, 1)), "middle_block")

@@ -23,7 +23,7 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 from medsyn_monai.networks.nets.lightweight_unet import LightweightDiffusionUNet
-from medsyn_monai.networks.utils import feature_point
+from medsyn_monai.networks.utils import feature_point, middle_point
 from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.enums import ClassConditioning, DiffusionArchitecture
 
@@ -154,6 +154,12 @@ class ClassConditionedDiffusionUNet(nn.Module):
         """The backbone's default feature point (:func:`medsyn_monai.networks.utils.feature_point`), as a name of
         this module's ``named_modules()``."""
         name, channels = feature_point(self.backbone)
+        return f"backbone.{name}", channels
+
+    def middle_point(self) -> tuple[str, int]:
+        """The backbone's middle stage (:func:`medsyn_monai.networks.utils.middle_point`, ``align_module=
+        "middle_block"``), as a name of this module's ``named_modules()``."""
+        name, channels = middle_point(self.backbone)
         return f"backbone.{name}", channels
 
     def label_tokens(self, class_labels: torch.Tensor) -> torch.Tensor:

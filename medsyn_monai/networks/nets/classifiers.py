@@ -22,6 +22,13 @@ __all__ = ["ExpertClassifier"]
 
 _FEATURE_DIMS = {ExpertNetwork.RESNET18: 512, ExpertNetwork.RESNET50: 2048, ExpertNetwork.DENSENET121: 1024}
 # name of the final linear layer inside each MONAI network (replaced by the expert's own ``head``)
+# module whose output is the spatial feature map the features are pooled from (ViT: the normalised tokens)
+_MAP_MODULES = {
+    ExpertNetwork.RESNET18: "layer4",
+    ExpertNetwork.RESNET50: "layer4",
+    ExpertNetwork.DENSENET121: "class_layers.relu",
+    ExpertNetwork.VIT: "norm",
+}
 _MONAI_HEADS = {
     ExpertNetwork.RESNET18: "fc",
     ExpertNetwork.RESNET50: "fc",
@@ -142,6 +149,7 @@ class ExpertClassifier(nn.Module):
         self.num_classes = int(num_classes)
         self.image_size: tuple[int, int] = (size[0], size[1])
         kwargs = dict(network_kwargs or {})
+        self._token_grid: tuple[int, ...] = ()  # the ViT's patch grid (its feature map)
 
         if self.name in (ExpertNetwork.RESNET18, ExpertNetwork.RESNET50):
             factory = resnet18 if self.name == ExpertNetwork.RESNET18 else resnet50
@@ -153,6 +161,9 @@ class ExpertClassifier(nn.Module):
             self.backbone = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes, **kwargs)
         else:
             kwargs.setdefault("patch_size", _vit_patch_size(size))
+            patch = kwargs["patch_size"]
+            patches = (int(patch),) * 2 if isinstance(patch, int) else tuple(int(p) for p in patch)
+            self._token_grid = tuple(s // p for s, p in zip(size, patches, strict=True))
             self.backbone = ViT(
                 in_channels=in_channels,
                 img_size=size,
@@ -225,6 +236,43 @@ class ExpertClassifier(nn.Module):
         if isinstance(out, tuple):  # ViT returns (class-token output, hidden states)
             out = out[0]
         return out.reshape(out.shape[0], -1)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatial features: the last feature map before pooling (for spatial feature alignment).
+
+        - ResNets: the ``layer4`` output, ``(B, feature_dim, H/32, W/32)`` of the ``image_size`` input (2 x 2 at 64 px);
+        - DenseNet-121: the final (ReLU) feature map, ``(B, 1024, H/32, W/32)``;
+        - ViT: the normalised patch tokens (class token left out) on their grid, ``(B, hidden_size, H/p, W/p)``.
+
+        For the convolutional networks the spatial mean of the map is :meth:`features`; for the ViT the features are
+        the class token instead.
+
+        Args:
+            x: images ``(B, in_channels, *spatial)`` in ``[-1, 1]``; resized to ``image_size`` when needed.
+
+        Returns:
+            ``(B, feature_dim, h, w)`` feature map.
+
+        Example:
+            >>> import torch
+            >>> net = ExpertClassifier("resnet18", in_channels=1, num_classes=2, image_size=64).eval()
+            >>> x = torch.zeros(2, 1, 64, 64)
+            >>> fmap = net.feature_map(x)
+            >>> fmap.shape, torch.allclose(fmap.mean(dim=(2, 3)), net.features(x), atol=1e-6)
+            (torch.Size([2, 512, 2, 2]), True)
+        """
+        recorded: list[torch.Tensor] = []
+        module = self.backbone.get_submodule(_MAP_MODULES[self.name])
+        handle = module.register_forward_hook(lambda m, args, out: recorded.append(out))
+        try:
+            self.backbone(self._prepare(x))
+        finally:
+            handle.remove()
+        out = recorded[-1]
+        if self.name != ExpertNetwork.VIT:
+            return out
+        tokens = out[:, 1:] if getattr(self.backbone, "cls_token", None) is not None else out
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *self._token_grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits.

@@ -38,7 +38,8 @@ class FeatureExtractor(nn.Module):
 
     The model is frozen: no gradients, and it stays in eval mode whatever :meth:`train` is asked (BatchNorm
     statistics never drift), so the extractor can also serve as the frozen expert of feature alignment
-    (:class:`~medsyn_monai.engines.DiffusionTrainer`).
+    (:class:`~medsyn_monai.engines.DiffusionTrainer`); :meth:`feature_map` gives the features before pooling, for
+    spatial alignment.
 
     Args:
         model: a module (expert or feature network); mutually exclusive with ``path``.
@@ -146,16 +147,54 @@ class FeatureExtractor(nn.Module):
             x = F.interpolate(x, size=tuple(self.image_size), mode="bilinear", align_corners=False, antialias=True)
         return x
 
+    def _model_output(self, x: torch.Tensor, *methods: str) -> torch.Tensor:
+        """The output of the first of the model's ``methods`` it has (methods, not submodules of that name), else of
+        the model."""
+        for method in methods:
+            fn = getattr(self.model, method, None)
+            if callable(fn) and not isinstance(fn, nn.Module):
+                out = fn(x)
+                break
+        else:
+            out = self.model(x)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``(B, D)`` of images ``(B, C, H, W)``."""
-        x = self._prepare(x)
-        features = getattr(self.model, "features", None)
-        out = features(x) if callable(features) and not isinstance(features, nn.Module) else self.model(x)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
+        out = self._model_output(self._prepare(x), "features")
         if out.ndim > 2:
             out = out.flatten(2).mean(dim=2)
+        return out.float()
+
+    @torch.no_grad()
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatial features ``(B, D, h, w)`` of images ``(B, C, H, W)``, not pooled: for spatial feature alignment
+        (:class:`~medsyn_monai.losses.FeatureAlignmentLoss` with ``spatial=True``).
+
+        The model's ``feature_map(x)`` method when it has one (an
+        :class:`~medsyn_monai.networks.nets.ExpertClassifier`: its last feature map before pooling), else the
+        output of ``features(x)`` or of the model, which must then be a map. Images are prepared as for
+        :meth:`forward` (range, channels, ``image_size``).
+
+        Raises:
+            ValueError: the model gives pooled features only.
+
+        Example:
+            >>> import torch
+            >>> fx = FeatureExtractor(torch.nn.Conv2d(1, 4, 3))
+            >>> fx.feature_map(torch.zeros(2, 1, 8, 8)).shape
+            torch.Size([2, 4, 6, 6])
+        """
+        out = self._model_output(self._prepare(x), "feature_map", "features")
+        if out.ndim < 3:
+            raise ValueError(
+                f"the model ({type(self.model).__name__}) gives pooled features of shape {tuple(out.shape)}, not a "
+                "feature map (B, D, *spatial): give a model with a feature_map(x) method (e.g. an ExpertClassifier) "
+                "or one whose output is a map, or align pooled features (spatial=False)."
+            )
         return out.float()
 
     @torch.no_grad()

@@ -303,6 +303,18 @@ class LightweightDiffusionUNet(nn.Module):
             return f"downsamplers.{len(self.downsamplers) - 1}", int(self.channels[-1])
         return "stem", int(self.channels[0])
 
+    def middle_point(self) -> tuple[str, int]:
+        """The module whose output ends the middle (bottleneck) stage, and its channels.
+
+        The alignment point ``align_module="middle_block"`` of U-REPA (see :func:`medsyn_monai.networks.utils.
+        middle_point`): the last convolution of the lowest level (``down_blocks.<last>.<last>``), or that level's
+        cross-attention block when the network has one there; ``channels[-1]`` features at the lowest resolution.
+        """
+        last = len(self.channels) - 1
+        if self.down_attentions is not None and str(last) in self.down_attentions:
+            return f"down_attentions.{last}", int(self.channels[-1])
+        return f"down_blocks.{last}.{len(cast(nn.ModuleList, self.down_blocks[last])) - 1}", int(self.channels[-1])
+
     def _embedding(self, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x.shape[0])

@@ -1,4 +1,5 @@
-"""feature_projection: linear or MLP heads, the default MLP width, and the errors for bad kinds and dimensions.
+"""feature_projection: linear, MLP or convolutional heads, the default MLP width, and the errors for bad kinds and
+dimensions.
 
 Its use inside the alignment loss (``hidden_dim``, gradients) is tested in tests/losses/test_feature_alignment.py.
 """
@@ -32,9 +33,19 @@ def test_linear_is_one_layer_of_the_given_size():
     assert sum(p.numel() for p in feature_projection(7, 3).parameters()) == 7 * 3 + 3
 
 
+def test_conv_is_one_3x3_convolution_of_a_map():
+    proj = feature_projection(7, 3, "conv", hidden_dim=100)
+    assert type(proj) is nn.Conv2d and proj.kernel_size == (3, 3) and proj.padding == (1, 1)
+    assert proj(torch.randn(2, 7, 5, 4)).shape == (2, 3, 5, 4)  # same spatial size
+    assert type(feature_projection(7, 3, AlignmentProjection.CONV, spatial_dims=3)) is nn.Conv3d
+    with pytest.raises(ValueError, match="spatial_dims of a 'conv' projection must be 1, 2 or 3, got 4"):
+        feature_projection(7, 3, "conv", spatial_dims=4)
+
+
 def test_errors_name_the_bad_value():
-    for kind in ("conv", "MLP", None):
-        with pytest.raises(ValueError, match=rf"^projection must be one of \['linear', 'mlp'\], got {kind!r}\.$"):
+    for kind in ("convolution", "MLP", None):
+        expected = rf"^projection must be one of \['linear', 'mlp', 'conv'\], got {kind!r}\.$"
+        with pytest.raises(ValueError, match=expected):
             feature_projection(4, 4, kind)
     for dims in [(0, 4, None), (4, -1, None), (4, 4, 0)]:
         with pytest.raises(ValueError, match="feature dimensions must be positive") as info:

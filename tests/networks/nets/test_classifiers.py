@@ -156,3 +156,27 @@ def test_pretrained_errors(tmp_path):
     torch.save([1, 2, 3], not_state)
     with pytest.raises(RuntimeError, match="no state_dict"):
         ExpertClassifier("resnet18", 1, 2, image_size=32, pretrained_path=not_state, network_kwargs=SMALL_RESNET)
+
+
+@pytest.mark.parametrize("name,kwargs,dim", CASES)
+def test_feature_map_is_the_map_before_pooling(name, kwargs, dim):
+    """The spatial features of spatial feature alignment: the last map before pooling (its spatial mean is the pooled
+    features of the convolutional experts), the normalised patch tokens on their grid for the ViT."""
+    torch.manual_seed(0)
+    size = (64, 32) if name != "vit" else (24, 40)
+    net = ExpertClassifier(name, in_channels=1, num_classes=3, image_size=size, network_kwargs=kwargs).eval()
+    x = torch.rand(2, 1, 16, 16) * 2 - 1  # resized to image_size inside
+    with torch.no_grad():
+        fmap, feats = net.feature_map(x), net.features(x)
+    if name == "vit":  # patch 8: a 3 x 5 grid of tokens, the class token left out
+        assert fmap.shape == (2, dim, 3, 5)
+        tokens = []
+        net.backbone.norm.register_forward_hook(lambda m, args, out: tokens.append(out))
+        with torch.no_grad():
+            net.features(x)
+        torch.testing.assert_close(fmap[:, :, 1, 2], tokens[0][:, 1 + 1 * 5 + 2])  # row-major grid
+    else:  # 1/32 of the input size
+        assert fmap.shape == (2, dim, 2, 1)
+        torch.testing.assert_close(fmap.mean(dim=(2, 3)), feats)
+    if name != "vit":  # feature_map leaves no hook behind
+        assert all(not m._forward_hooks for m in net.modules())

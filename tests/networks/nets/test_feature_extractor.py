@@ -98,3 +98,19 @@ def test_frozen_and_from_expert_checkpoint(tmp_path):
     assert loaded.model_in_channels == 3 and loaded.feature_dim == 512
     grey = torch.rand(2, 1, 16, 16) * 2 - 1
     assert torch.allclose(loaded(grey), fx(grey.expand(-1, 3, -1, -1)), atol=1e-5)
+
+
+def test_feature_map_of_an_expert_and_of_other_models():
+    torch.manual_seed(0)
+    expert = ExpertClassifier("resnet18", in_channels=1, num_classes=2, image_size=64, network_kwargs={})
+    fx = FeatureExtractor(expert)
+    images = torch.rand(2, 1, 16, 16) * 2 - 1
+    fmap = fx.feature_map(images)
+    assert fmap.shape == (2, 512, 2, 2) and not fmap.requires_grad
+    assert torch.allclose(fmap.mean(dim=(2, 3)), fx(images), atol=1e-5)  # pooled forward unchanged
+    conv = FeatureExtractor(torch.nn.Conv2d(1, 4, 3, padding=1), image_size=8)
+    assert conv.feature_map(torch.zeros(3, 1, 4, 4)).shape == (3, 4, 8, 8)
+    pooled = FeatureExtractor(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 5)))
+    assert pooled(torch.zeros(2, 1, 4, 4)).shape == (2, 5)
+    with pytest.raises(ValueError, match="pooled features of shape \\(2, 5\\).*feature_map"):
+        pooled.feature_map(torch.zeros(2, 1, 4, 4))
