@@ -8,7 +8,9 @@ Steps (every config runs as in the bundle's docs; overlays stacked on ``train.js
    (``--snapshot_epochs``); the same on a stratified 10 % subset of the training split for ``--subset-epochs``
    epochs (the same number of iterations: 10 x the epochs), with its snapshots.
 3. ``audit.json`` of every snapshot: ``--num-samples`` generated images against the model's own training split,
-   the validation + test split (the same 1,148 images for both models) as the held-out reference, flag percentile 1.
+   the validation + test split (the same 1,148 images for both models) as the held-out reference, flag percentile 1;
+   the images are drawn with ``--scheduler-type`` / ``--num-inference-steps`` / ``--guidance-scale`` (the study's
+   DDIM-50 at w = 3 by default, so that later points stay comparable with the published ones).
 
 It prints one table (model, epochs, iterations, memorisation rate, flagged per measure, 1st/50th percentiles of the
 synthetic→train and held-out→train distances) and writes ``audit_study.json`` / ``.md`` into ``--output-dir``.
@@ -29,7 +31,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from _common import markdown_table, run_bundle, shared_data
@@ -73,6 +74,9 @@ def main() -> None:
                         help="which models to train and audit (default: both)")  # fmt: skip
     parser.add_argument("--num-samples", type=int, default=400)
     parser.add_argument("--expert-epochs", type=int, default=10)
+    parser.add_argument("--scheduler-type", default="ddim", help="sampler of the audited images (the study's: DDIM)")
+    parser.add_argument("--num-inference-steps", type=int, default=50)
+    parser.add_argument("--guidance-scale", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
     args = parser.parse_args()
     full = shared_data(args.dataset_dir, NPZ)
@@ -80,16 +84,17 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     epochs, snapshots, samples, expert_epochs = args.epochs, list(args.snapshots), args.num_samples, args.expert_epochs
-    quick: dict[str, Any] = {}
     if args.quick:
         epochs, snapshots, samples, expert_epochs = 3, [1, 2, 3], 32, 1
-        quick = {"num_inference_steps": 10}
+        args.num_inference_steps = 10
+    sampling = {"scheduler_type": args.scheduler_type, "num_inference_steps": args.num_inference_steps,
+                "guidance_scale": args.guidance_scale}  # fmt: skip
     if sorted(snapshots) != snapshots or snapshots[-1] != epochs:
         parser.error(f"--snapshots must be increasing and end at --epochs ({epochs}), got {snapshots}")
     scale = round(1 / args.subset_fraction)
     small = subset_npz(full, out / "data" / f"pneumoniamnist_train{round(100 * args.subset_fraction)}pct.npz",
                        args.subset_fraction)  # fmt: skip
-    common = {"class_names": CLASS_NAMES, "sample_interval": 0, "device": "cpu", **quick}
+    common = {"class_names": CLASS_NAMES, "sample_interval": 0, "device": "cpu"}
     times: dict[str, float] = {}
 
     expert = out / "expert" / "models" / "expert" / "best_model.pt"
@@ -117,7 +122,7 @@ def main() -> None:
                 times[f"audit_{name}_{epoch}"] = run_bundle(
                     BUNDLE, "audit", log, dataset_dir=data, output_dir=run, audit_dir=audit_dir,
                     ckpt_path=run / "models" / f"model_epoch_{epoch:04d}.pt", expert_ckpt=expert,
-                    num_samples=samples, **common)  # fmt: skip
+                    num_samples=samples, **sampling, **common)  # fmt: skip
             r = json.loads((audit_dir / "audit.json").read_text())
             syn, hold = r["synthetic_to_train"], r["holdout_to_train"]
             rows.append({
