@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from _common import config_files, machine_summary, markdown_table, run_bundle
-from bench_throughput import build, demo_images
+from bench_throughput import build, demo_images, tutorial_training
 
 BUNDLE = "ct_lightweight"
 SPLITS = ("val", "test")
@@ -47,34 +47,18 @@ SPLITS = ("val", "test")
 
 def train_tutorial(images: torch.Tensor, batch: int, minutes: float) -> tuple[torch.nn.Module, dict[str, float]]:
     """The MONAI 2D DDPM tutorial's training loop for ``minutes`` of wall time (clock from the first iteration)."""
-    from monai.data import CacheDataset, DataLoader
-    from monai.inferers import DiffusionInferer
-    from monai.networks.schedulers import DDPMScheduler
-
-    model = build("tutorial")
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
-    optimizer = torch.optim.Adam(params=model.parameters(), lr=2.5e-5)
-    inferer = DiffusionInferer(scheduler)
-    loader = DataLoader(CacheDataset([{"image": im} for im in images], progress=False), batch_size=batch,
-                        shuffle=True, num_workers=0)  # fmt: skip
-    seen, start = 0, time.perf_counter()
-    model.train()
+    model, loader, step = tutorial_training(images, batch)
+    seen, loss, start = 0, float("nan"), time.perf_counter()
     while time.perf_counter() - start < 60 * minutes:
         for data in loader:
             im = data["image"]
-            optimizer.zero_grad(set_to_none=True)
-            noise = torch.randn_like(im)
-            timesteps = torch.randint(0, inferer.scheduler.num_train_timesteps, (im.shape[0],)).long()
-            noise_pred = inferer(inputs=im, diffusion_model=model, noise=noise, timesteps=timesteps)
-            loss = torch.nn.functional.mse_loss(noise_pred.float(), noise.float())
-            loss.backward()
-            optimizer.step()
+            loss = step(im)
             seen += im.shape[0]
             if time.perf_counter() - start >= 60 * minutes:
                 break
     seconds = time.perf_counter() - start
     model.eval()
-    return model, {"seconds": seconds, "images_seen": seen, "final_loss": float(loss)}
+    return model, {"seconds": seconds, "images_seen": seen, "final_loss": loss}
 
 
 def sample_tutorial(model: torch.nn.Module, num: int, size: int, seed: int, bf16: bool) -> torch.Tensor:

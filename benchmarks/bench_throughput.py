@@ -152,8 +152,9 @@ def demo_images(size: int, data_dir: Path) -> torch.Tensor:
     return torch.stack([x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x) for x in images])
 
 
-def tutorial_loop_rate(size: int, batch: int, images: torch.Tensor, seconds: float, warmup: int) -> float:
-    """The MONAI 2D DDPM tutorial's training loop (its structure, fp32 eager on the CPU), images/s."""
+def tutorial_training(images: torch.Tensor, batch: int) -> tuple[torch.nn.Module, Any, Callable[[torch.Tensor], float]]:
+    """The MONAI 2D DDPM tutorial's training parts (its structure, fp32 eager on the CPU): the network, the
+    ``DataLoader`` of ``images`` and one training step (``DiffusionInferer`` + Adam) returning the loss."""
     from monai.data import CacheDataset, DataLoader
     from monai.inferers import DiffusionInferer
 
@@ -163,18 +164,29 @@ def tutorial_loop_rate(size: int, batch: int, images: torch.Tensor, seconds: flo
     inferer = DiffusionInferer(scheduler)
     loader = DataLoader(CacheDataset([{"image": im} for im in images], progress=False), batch_size=batch,
                         shuffle=True, num_workers=0)  # fmt: skip
-    done, count, start = 0, 0, 0.0
+
+    def step(im: torch.Tensor) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        noise = torch.randn_like(im)
+        timesteps = torch.randint(0, inferer.scheduler.num_train_timesteps, (im.shape[0],)).long()
+        noise_pred = inferer(inputs=im, diffusion_model=model, noise=noise, timesteps=timesteps)
+        loss = torch.nn.functional.mse_loss(noise_pred.float(), noise.float())
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
     model.train()
+    return model, loader, step
+
+
+def tutorial_loop_rate(size: int, batch: int, images: torch.Tensor, seconds: float, warmup: int) -> float:
+    """The MONAI 2D DDPM tutorial's training loop (:func:`tutorial_training`), images/s."""
+    _, loader, step = tutorial_training(images, batch)
+    done, count, start = 0, 0, 0.0
     while True:
         for data in loader:
             im = data["image"]
-            optimizer.zero_grad(set_to_none=True)
-            noise = torch.randn_like(im)
-            timesteps = torch.randint(0, inferer.scheduler.num_train_timesteps, (im.shape[0],)).long()
-            noise_pred = inferer(inputs=im, diffusion_model=model, noise=noise, timesteps=timesteps)
-            loss = torch.nn.functional.mse_loss(noise_pred.float(), noise.float())
-            loss.backward()
-            optimizer.step()
+            step(im)
             done += 1
             if done == warmup:
                 start = time.perf_counter()

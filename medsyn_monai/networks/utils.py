@@ -49,16 +49,8 @@ def feature_point(network: nn.Module) -> tuple[str, int]:
         >>> feature_point(LightweightDiffusionUNet(2, 1, 1, channels=(8, 16, 32), norm_num_groups=4))
         ('downsamplers.1', 32)
     """
-    declared = getattr(network, "feature_point", None)
-    if callable(declared):
-        name, channels = declared()
-        return str(name), int(channels)
-    if isinstance(network, DiffusionModelUNet):
-        return f"down_blocks.{len(network.down_blocks) - 1}", int(network.block_out_channels[-1])
-    raise ValueError(
-        f"{type(network).__name__} declares no default feature point (a feature_point() method): name the module "
-        "whose output to use (align_module, one of dict(network.named_modules())) and its channels."
-    )
+    monai_point = f"down_blocks.{len(network.down_blocks) - 1}" if isinstance(network, DiffusionModelUNet) else ""
+    return _declared_point(network, "feature_point", monai_point, "default feature point")
 
 
 def middle_point(network: nn.Module) -> tuple[str, int]:
@@ -85,15 +77,21 @@ def middle_point(network: nn.Module) -> tuple[str, int]:
         >>> middle_point(LightweightDiffusionUNet(2, 1, 1, channels=(8, 16, 32), norm_num_groups=4))
         ('down_blocks.2.1', 32)
     """
-    declared = getattr(network, "middle_point", None)
+    return _declared_point(network, "middle_point", "middle_block", "middle point")
+
+
+def _declared_point(network: nn.Module, method: str, monai_module: str, what: str) -> tuple[str, int]:
+    """``network.<method>()``'s ``(module name, channels)``; for MONAI's ``DiffusionModelUNet`` ``monai_module`` with
+    its deepest channels; otherwise a ValueError naming ``what`` is missing."""
+    declared = getattr(network, method, None)
     if callable(declared):
         name, channels = declared()
         return str(name), int(channels)
     if isinstance(network, DiffusionModelUNet):
-        return "middle_block", int(network.block_out_channels[-1])
+        return monai_module, int(network.block_out_channels[-1])
     raise ValueError(
-        f"{type(network).__name__} declares no middle point (a middle_point() method): name the module whose output "
-        "to use (align_module, one of dict(network.named_modules())) and its channels."
+        f"{type(network).__name__} declares no {what} (a {method}() method): name the module whose output to use "
+        "(align_module, one of dict(network.named_modules())) and its channels."
     )
 
 
