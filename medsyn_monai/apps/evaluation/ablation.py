@@ -16,6 +16,7 @@ from monai.handlers import LrScheduleHandler
 from monai.networks.schedulers import Scheduler
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
+from scipy.stats import ttest_ind
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -67,6 +68,11 @@ class AblationStudy:
     Markdown table and written to ``output_dir/ablation.json`` and ``ablation.md``. With ``sampling_steps`` every
     model is also sampled with each of several DDIM step counts (a row per variant and count, with the sampling
     time per image): train-time ``T`` as variants × sampling steps gives quality against time.
+
+    Whether two variants differ beyond their seed spread is part of the table: every variant's FID is compared with
+    the first variant's (at the same sampling step count) by Welch's t-test over the per-seed FIDs
+    (:func:`scipy.stats.ttest_ind` with unequal variances; ``fid_vs_first_p`` in ``ablation.json``, shown when
+    there are at least 2 seeds). With few seeds the test is weak: a large p means "not shown to differ".
 
     Args:
         network_factory: callable returning a fresh network, taking a variant's ``"network"`` overrides as keyword
@@ -229,7 +235,7 @@ class AblationStudy:
         return time.perf_counter() - t0
 
     def sampler(self, variant: str, seed: int) -> DiffusionSampler:
-        """The DDIM sampler of one trained model, weights loaded."""
+        """The sampler of one trained model (its ``scheduler_type``), weights loaded."""
         sampler = DiffusionSampler.from_checkpoint(
             self.run_dir(variant, seed) / "models" / "model.pt",
             num_samples=self.num_samples,
@@ -278,6 +284,13 @@ class AblationStudy:
                 keys = ("fid", "kid", "ssim_intra", "sample_seconds_per_image")
                 summary = {f"{k}_{stat}": float(fn([r[k] for r in runs[steps]])) for k in keys
                            for stat, fn in (("mean", np.mean), ("std", np.std))}  # fmt: skip
+                summary["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in runs[steps]]))
+                first = next(iter(self.variants))
+                if variant != first and len(self.seeds) >= 2:
+                    first_name = first if self.sampling_steps is None else f"{first}, {steps} steps"
+                    summary["fid_vs_first_p"] = self.welch_p(
+                        [r["fid"] for r in results["variants"][first_name]["runs"]], [r["fid"] for r in runs[steps]]
+                    )
                 overrides = {k: v for part in self.variants[variant].values() for k, v in part.items()}
                 results["variants"][name] = {"overrides": overrides, "num_inference_steps": steps,
                                              "runs": runs[steps], **summary}  # fmt: skip
@@ -287,18 +300,37 @@ class AblationStudy:
         (self.output_dir / "ablation.md").write_text(table + "\n")
         return results
 
+    @staticmethod
+    def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+        """Two-sided p of Welch's t-test between two sets of per-seed values.
+
+        Two constant sets give 1.0 when equal and 0.0 when they differ (the t statistic is undefined there).
+
+        Example:
+            >>> AblationStudy.welch_p([10.0, 11.0, 12.0], [30.0, 31.0, 32.0]) < 1e-4
+            True
+            >>> AblationStudy.welch_p([5.0, 5.0], [5.0, 5.0])
+            1.0
+        """
+        a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if np.ptp(a_) == 0 and np.ptp(b_) == 0:
+            return 1.0 if a_[0] == b_[0] else 0.0
+        return float(ttest_ind(a_, b_, equal_var=False).pvalue)
+
     def table(self, results: Mapping[str, Any]) -> str:
+        first = next(iter(results["variants"]), "")
         lines = [
-            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | KID ↓ | SSIM intra ↓ | "
-            "sampling s/img |",
-            "|---|---|---:|---:|---:|---:|",
+            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | FID vs {first.split(',')[0]}: "
+            "Welch p | KID ↓ | SSIM intra ↓ | sampling s/img |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         for name, r in results["variants"].items():
             overrides = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
+            p = f"{r['fid_vs_first_p']:.3f}" if "fid_vs_first_p" in r else "—"
             lines.append(
-                f"| {name} | {overrides} | {r['fid_mean']:.2f} ± {r['fid_std']:.2f} | "
+                f"| {name} | {overrides} | {r['fid_mean']:.2f} ± {r['fid_std']:.2f} | {p} | "
                 f"{r['kid_mean']:.4f} ± {r['kid_std']:.4f} | {r['ssim_intra_mean']:.3f} ± {r['ssim_intra_std']:.3f} | "
                 f"{r['sample_seconds_per_image_mean']:.3f} |"
             )
-        lines.append(f"| real images (reference) | — | — | — | {results['reference']['ssim_intra_real']:.3f} | — |")
+        lines.append(f"| real images (reference) | — | — | — | — | {results['reference']['ssim_intra_real']:.3f} | — |")
         return "\n".join(lines)

@@ -13,7 +13,7 @@ from medsyn_monai.apps.evaluation import AblationStudy
 from medsyn_monai.networks.nets import FeatureExtractor, LightweightDiffusionUNet
 
 
-def _study(tmp_path, variants, **kwargs):
+def _study(tmp_path, variants, seeds=(0,), **kwargs):
     torch.manual_seed(0)
     fx = FeatureExtractor(torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3), torch.nn.ReLU()))
     images = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -21,7 +21,7 @@ def _study(tmp_path, variants, **kwargs):
     network = functools.partial(LightweightDiffusionUNet, 2, 1, 1, channels=(8, 16), norm_num_groups=4)
     scheduler = functools.partial(DDPMScheduler, num_train_timesteps=100, prediction_type="v_prediction")
     info = {"image_size": 16, "in_channels": 1, "scheduler": {"schedule": "linear_beta"}}
-    return AblationStudy(network, scheduler, variants, [0], loader, images, fx, tmp_path / "abl", max_epochs=1,
+    return AblationStudy(network, scheduler, variants, list(seeds), loader, images, fx, tmp_path / "abl", max_epochs=1,
                          warmup_steps=1, model_info=info, num_samples=6, **kwargs)  # fmt: skip
 
 
@@ -45,6 +45,23 @@ def test_network_and_schedule_variants_sampling_steps_and_reuse(tmp_path):
     assert again["variants"]["T50, 3 steps"]["fid_mean"] == pytest.approx(
         results["variants"]["T50, 3 steps"]["fid_mean"]
     )
+
+
+def test_seed_spread_test_against_the_first_variant(tmp_path):
+    variants = {"all": {"network": {}}, "first": {"network": {"time_injection": "first"}}}
+    results = _study(tmp_path, variants, seeds=(0, 1)).run()
+    assert "fid_vs_first_p" not in results["variants"]["all"]  # the reference row
+    row = results["variants"]["first"]
+    fids = [[r["fid"] for r in results["variants"][v]["runs"]] for v in ("all", "first")]
+    assert row["fid_vs_first_p"] == pytest.approx(AblationStudy.welch_p(*fids)) and 0 <= row["fid_vs_first_p"] <= 1
+    assert row["train_seconds_mean"] > 0
+    assert "FID vs all: Welch p" in (tmp_path / "abl" / "ablation.md").read_text()
+
+
+def test_welch_p_known_answers():
+    assert AblationStudy.welch_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert AblationStudy.welch_p([0.0, 0.1, 0.2], [100.0, 100.1, 100.2]) < 1e-6
+    assert AblationStudy.welch_p([4.0, 4.0], [5.0, 5.0]) == 0.0
 
 
 def test_bad_arguments(tmp_path):
