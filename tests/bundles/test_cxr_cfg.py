@@ -223,6 +223,23 @@ def test_evaluate_utility(bundle, trained, tiny_demo):
     assert Image.open(out / "utility.png").size[1] == 960
 
 
+def test_evaluate_utility_with_confidence_filter(bundle, trained, tiny_demo):
+    """--filter_confidence puts the expert's confidence filter between the sampler and the study; its acceptance is
+    reported (threshold 0: every image passes, so the tiny 1-epoch expert cannot make the run fall short)."""
+    out = trained / "filtered"
+    bundle.run("evaluate_utility", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT, num_seeds=1,
+               augment_options=[False], class_weighted_options=[False], pretrain_epochs=1, num_inference_steps=2,
+               classifier_input_size=16, batch_size=8, sample_batch_size=8, ssim_pairs=20, filter_confidence=0.0,
+               eval_dir=str(out), **{"utility#conditions": ["synthetic_only"],
+                                     "utility#pair_table": False})  # fmt: skip
+    report = json.loads((out / "utility.json").read_text())
+    accepted = report["settings"]["synthetic_filter"]
+    generated = report["settings"]["synthetic_per_class"]["generated"]
+    assert [accepted[c]["kept"] for c in ("0", "1")] == [accepted[c]["generated"] for c in ("0", "1")] == generated
+    assert all(a["acceptance"] == 1.0 for a in accepted.values())
+    assert list(report["runs"]) == ["synthetic_only"]
+
+
 @pytest.mark.parametrize("architecture", ["lightweight", "monai"])
 def test_cross_attention_train_and_inference(bundle, tmp_path, tiny_demo, architecture):
     out = tmp_path / "run"

@@ -593,6 +593,8 @@ class ClassifierUtilityStudy:
             "num_synthetic": num_synthetic,
             "synthetic_per_class": counts,
             "synthetic_source": "synthetic_data" if self.synthetic_data is not None else "generator",
+            # a ConfidenceFilteredGenerator's per-class acceptance (None for an unfiltered generator)
+            "synthetic_filter": getattr(self.generator, "report", None),
             "samples_per_class": self.samples_per_class,
             "mix_ratios": self.mix_ratios,
             "real_fractions": self.real_fractions,
