@@ -16,7 +16,7 @@ from monai.handlers import LrScheduleHandler
 from monai.networks.schedulers import Scheduler
 from monai.optimizers import WarmupCosineSchedule
 from monai.utils import set_determinism
-from scipy.stats import ttest_ind
+from scipy.stats import ttest_ind, ttest_rel
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -70,9 +70,12 @@ class AblationStudy:
     time per image): train-time ``T`` as variants × sampling steps gives quality against time.
 
     Whether two variants differ beyond their seed spread is part of the table: every variant's FID is compared with
-    the first variant's (at the same sampling step count) by Welch's t-test over the per-seed FIDs
-    (:func:`scipy.stats.ttest_ind` with unequal variances; ``fid_vs_first_p`` in ``ablation.json``, shown when
-    there are at least 2 seeds). With few seeds the test is weak: a large p means "not shown to differ".
+    the first variant's (at the same sampling step count), with at least 2 seeds. Runs of one seed share the
+    shuffling and the sampling noise across variants, so the comparison is *paired by seed*: the per-seed
+    difference ``FID(variant) - FID(first)`` (mean ± std, ``fid_vs_first_diff_mean`` / ``_std``) and the paired
+    t-test (:func:`scipy.stats.ttest_rel`, ``fid_vs_first_paired_p``); Welch's unpaired t-test
+    (:func:`scipy.stats.ttest_ind`, unequal variances, ``fid_vs_first_p``) is given beside it. With few seeds the
+    tests are weak: a large p means "not shown to differ", not "equal".
 
     Args:
         network_factory: callable returning a fresh network, taking a variant's ``"network"`` overrides as keyword
@@ -288,9 +291,13 @@ class AblationStudy:
                 first = next(iter(self.variants))
                 if variant != first and len(self.seeds) >= 2:
                     first_name = first if self.sampling_steps is None else f"{first}, {steps} steps"
-                    summary["fid_vs_first_p"] = self.welch_p(
-                        [r["fid"] for r in results["variants"][first_name]["runs"]], [r["fid"] for r in runs[steps]]
-                    )
+                    base_fids = [r["fid"] for r in results["variants"][first_name]["runs"]]
+                    fids = [r["fid"] for r in runs[steps]]
+                    diffs = np.asarray(fids) - np.asarray(base_fids)  # the same seeds in the same order
+                    summary["fid_vs_first_diff_mean"] = float(diffs.mean())
+                    summary["fid_vs_first_diff_std"] = float(diffs.std())
+                    summary["fid_vs_first_paired_p"] = self.paired_p(base_fids, fids)
+                    summary["fid_vs_first_p"] = self.welch_p(base_fids, fids)
                 overrides = {k: v for part in self.variants[variant].values() for k, v in part.items()}
                 results["variants"][name] = {"overrides": overrides, "num_inference_steps": steps,
                                              "runs": runs[steps], **summary}  # fmt: skip
@@ -317,20 +324,43 @@ class AblationStudy:
             return 1.0 if a_[0] == b_[0] else 0.0
         return float(ttest_ind(a_, b_, equal_var=False).pvalue)
 
+    @staticmethod
+    def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
+        """Two-sided p of the paired t-test of ``b - a`` (per seed) against 0.
+
+        Constant differences give 1.0 when they are 0 and 0.0 otherwise (the t statistic is undefined there).
+
+        Example:
+            >>> AblationStudy.paired_p([10.0, 20.0, 30.0], [11.0, 21.1, 30.9]) > 0.05  # + 1.0, + 1.1, + 0.9
+            False
+            >>> AblationStudy.paired_p([10.0, 20.0, 30.0], [12.0, 19.0, 30.5]) > 0.05
+            True
+        """
+        d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+        if np.ptp(d) == 0:
+            return 1.0 if d[0] == 0 else 0.0
+        return float(ttest_rel(np.asarray(b, dtype=float), np.asarray(a, dtype=float)).pvalue)
+
     def table(self, results: Mapping[str, Any]) -> str:
-        first = next(iter(results["variants"]), "")
+        first = next(iter(results["variants"]), "").split(",")[0]
         lines = [
-            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | FID vs {first.split(',')[0]}: "
-            "Welch p | KID ↓ | SSIM intra ↓ | sampling s/img |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            f"| variant | overrides | FID ↓ (mean ± std, {len(self.seeds)} seeds) | ΔFID vs {first} (per seed) | "
+            "p paired | p Welch | KID ↓ | SSIM intra ↓ | sampling s/img |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, r in results["variants"].items():
             overrides = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "—"
-            p = f"{r['fid_vs_first_p']:.3f}" if "fid_vs_first_p" in r else "—"
+            if "fid_vs_first_p" in r:
+                versus = (f"{r['fid_vs_first_diff_mean']:+.2f} ± {r['fid_vs_first_diff_std']:.2f} | "
+                          f"{r['fid_vs_first_paired_p']:.3f} | {r['fid_vs_first_p']:.3f}")  # fmt: skip
+            else:
+                versus = "— | — | —"
             lines.append(
-                f"| {name} | {overrides} | {r['fid_mean']:.2f} ± {r['fid_std']:.2f} | {p} | "
+                f"| {name} | {overrides} | {r['fid_mean']:.2f} ± {r['fid_std']:.2f} | {versus} | "
                 f"{r['kid_mean']:.4f} ± {r['kid_std']:.4f} | {r['ssim_intra_mean']:.3f} ± {r['ssim_intra_std']:.3f} | "
                 f"{r['sample_seconds_per_image_mean']:.3f} |"
             )
-        lines.append(f"| real images (reference) | — | — | — | — | {results['reference']['ssim_intra_real']:.3f} | — |")
+        lines.append(
+            f"| real images (reference) | — | — | — | — | — | — | {results['reference']['ssim_intra_real']:.3f} | — |"
+        )
         return "\n".join(lines)

@@ -54,14 +54,25 @@ def test_seed_spread_test_against_the_first_variant(tmp_path):
     row = results["variants"]["first"]
     fids = [[r["fid"] for r in results["variants"][v]["runs"]] for v in ("all", "first")]
     assert row["fid_vs_first_p"] == pytest.approx(AblationStudy.welch_p(*fids)) and 0 <= row["fid_vs_first_p"] <= 1
+    assert row["fid_vs_first_paired_p"] == pytest.approx(AblationStudy.paired_p(*fids))
+    assert row["fid_vs_first_diff_mean"] == pytest.approx((fids[1][0] - fids[0][0] + fids[1][1] - fids[0][1]) / 2)
     assert row["train_seconds_mean"] > 0
-    assert "FID vs all: Welch p" in (tmp_path / "abl" / "ablation.md").read_text()
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "ΔFID vs all (per seed) | p paired | p Welch" in table
+    reference_row = next(line for line in table.splitlines() if line.startswith("| all |"))
+    assert reference_row.split(" | ")[3:6] == ["—", "—", "—"]  # no comparison of the first variant with itself
 
 
 def test_welch_p_known_answers():
     assert AblationStudy.welch_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
     assert AblationStudy.welch_p([0.0, 0.1, 0.2], [100.0, 100.1, 100.2]) < 1e-6
     assert AblationStudy.welch_p([4.0, 4.0], [5.0, 5.0]) == 0.0
+    # seed effects shared by both variants: unpaired they hide a constant shift, paired they do not
+    a, b = [10.0, 50.0, 90.0], [12.0, 52.1, 91.9]
+    assert AblationStudy.welch_p(a, b) > 0.9 and AblationStudy.paired_p(a, b) < 0.01
+    assert (
+        AblationStudy.paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0 and AblationStudy.paired_p([1.0, 2.0], [2.0, 3.0]) == 0.0
+    )
 
 
 def test_bad_arguments(tmp_path):
