@@ -24,7 +24,9 @@ It prints and writes (``alignment_study.json`` / ``.md`` in ``--output-dir``) on
 over the training seeds (mean ± std across seeds of each run's mean generation accuracy, FID, SSIM), the goal check
 (points gained over the baseline at the end; the first stage at which a condition reaches the baseline's final
 accuracy) and the alignment curves of every run (``alignment_curves.csv``: per epoch ``loss_align``,
-``align_proj_std``, ``align_target_std``). Finished steps are reused, so an interrupted study continues.
+``loss_align_shuffled`` — the same loss against another image's target: no larger than ``loss_align`` means no
+per-image information —, ``align_proj_std``, ``align_target_std``). Finished steps are reused, so an interrupted
+study continues.
 
 Usage::
 
@@ -188,7 +190,8 @@ def run_condition(args: argparse.Namespace, cond: str, train_seed: int, out: Pat
 
 def alignment_curve(run_dir: Path, cond: str, train_seed: int) -> list[dict[str, Any]]:
     """Per-epoch alignment statistics of one run (empty for a run without alignment)."""
-    keys = ("mean_loss_align", "mean_align_proj_std", "mean_align_target_std", "mean_loss_noise")
+    keys = ("mean_loss_align", "mean_loss_align_shuffled", "mean_align_proj_std", "mean_align_target_std",
+            "mean_loss_noise")  # fmt: skip
     out = []
     for r in csv.DictReader(open(run_dir / "train_log.csv")):
         if "mean_loss_align" not in r:
@@ -269,13 +272,14 @@ def goal_lines(summary: dict[str, Any], stages: list[int]) -> str:
 
 def curve_table(curves: list[dict[str, Any]]) -> str:
     """First, second and last epoch of every aligned run's alignment statistics."""
-    lines = ["| condition | train seed | epoch | loss_align | align_proj_std | align_target_std |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| condition | train seed | epoch | loss_align | same, another image's target | align_proj_std | "
+             "align_target_std |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for key in sorted({(c["condition"], c["train_seed"]) for c in curves}):
         run = [c for c in curves if (c["condition"], c["train_seed"]) == key]
         for c in {id(x): x for x in (run[0], run[min(1, len(run) - 1)], run[-1])}.values():
             lines.append(f"| {c['condition']} | {c['train_seed']} | {c['epoch']} | {c['loss_align']:.4g} | "
-                         f"{c['align_proj_std']:.4g} | {c['align_target_std']:.4g} |")  # fmt: skip
+                         f"{c['loss_align_shuffled']:.4g} | {c['align_proj_std']:.4g} | "
+                         f"{c['align_target_std']:.4g} |")  # fmt: skip
     return "\n".join(lines)
 
 

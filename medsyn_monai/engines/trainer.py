@@ -79,8 +79,11 @@ class DiffusionTrainer(SupervisedTrainer):
     alignment it also holds statistics that make a collapse of the alignment visible: ``"align_proj_std"`` and
     ``"align_target_std"``, the standard deviations across the batch of the projected and of the target features
     (:meth:`~medsyn_monai.losses.FeatureAlignmentLoss.batch_std`, before centring or normalisation; a projection
-    collapsed to a constant output shows as ``align_proj_std`` near 0; batches of 2 images or more, while alignment
-    is on) and, with ``alignment_stop_fraction``, ``"align_weight"`` (the alignment weight of the iteration); their
+    collapsed to a constant output shows as ``align_proj_std`` near 0), ``"loss_align_shuffled"`` (the alignment
+    loss with each image's target replaced by the next image's in the batch, no gradient: when it is no larger than
+    ``loss_align`` the alignment carries no per-image information, whatever the spread; these three for batches of
+    2 images or more, while alignment is on) and, with ``alignment_stop_fraction``, ``"align_weight"`` (the
+    alignment weight of the iteration); their
     names are in :attr:`output_stats`. :class:`~medsyn_monai.handlers.TrainingStatsHandler` logs both lists by
     default (TensorBoard ``train/<name>``, ``train/epoch_<name>``, CSV ``mean_<name>``).
     AMP, gradient accumulation, clipping (of the network and projection parameters) and ``compile`` work as usual.
@@ -254,7 +257,7 @@ class DiffusionTrainer(SupervisedTrainer):
         #: names of the statistics (not losses) written to ``engine.state.output``, logged like the loss components
         self.output_stats: list[str] = []
         if self.feature_alignment is not None:
-            self.output_stats = ["align_proj_std", "align_target_std"]
+            self.output_stats = ["align_proj_std", "align_target_std", "loss_align_shuffled"]
             self.output_stats += ["align_weight"] if self.alignment_stop_fraction is not None else []
         prepare_batch = DiffusionPrepareBatch(
             scheduler, label_key=label_key, cond_drop_prob=cond_drop_prob, null_class_label=null_class_label
@@ -442,6 +445,9 @@ class DiffusionTrainer(SupervisedTrainer):
         if projected.shape[0] > 1:
             output["align_proj_std"] = FeatureAlignmentLoss.batch_std(projected)
             output["align_target_std"] = FeatureAlignmentLoss.batch_std(target)
+            with torch.no_grad():  # the same loss against another image's target: the per-image information gap
+                shuffled = self.feature_alignment.compare(projected.detach(), target.detach().roll(1, dims=0))
+            output["loss_align_shuffled"] = shuffled.detach()
         return self.feature_alignment.compare(projected, target)
 
     def _check_first_batch(self, engine: Engine) -> None:

@@ -53,17 +53,18 @@ def test_summary_over_training_seeds_and_goal_check():
 
 def test_alignment_curve_reads_the_training_log(tmp_path):
     fields = ["epoch", "iteration", "mean_loss", "epoch_seconds", "mean_loss_noise", "mean_loss_align",
-              "mean_align_proj_std", "mean_align_target_std"]  # fmt: skip
+              "mean_loss_align_shuffled", "mean_align_proj_std", "mean_align_target_std"]  # fmt: skip
     with open(tmp_path / "train_log.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for epoch, align in ((1, 0.16), (2, 0.002), (3, "")):  # alignment switched off in epoch 3 (HASTE)
             writer.writerow({"epoch": epoch, "iteration": 75 * epoch, "mean_loss": 0.1, "epoch_seconds": 10,
-                             "mean_loss_noise": 0.1, "mean_loss_align": align, "mean_align_proj_std": 0.5 / epoch,
+                             "mean_loss_noise": 0.1, "mean_loss_align": align, "mean_loss_align_shuffled": 0.3,
+                             "mean_align_proj_std": 0.5 / epoch,
                              "mean_align_target_std": 1.0})  # fmt: skip
     curve = bench.alignment_curve(tmp_path, "aligned", 0)
     assert [c["loss_align"] for c in curve[:2]] == [0.16, 0.002] and curve[2]["loss_align"] != curve[2]["loss_align"]
-    assert curve[1]["align_proj_std"] == pytest.approx(0.25)
+    assert curve[1]["align_proj_std"] == pytest.approx(0.25) and curve[0]["loss_align_shuffled"] == 0.3
     assert "| aligned | 0 | 3 |" in bench.curve_table(curve)
     with open(tmp_path / "train_log.csv", "w", newline="") as f:  # a baseline run has no alignment columns
         csv.writer(f).writerows([["epoch", "iteration", "mean_loss"], [1, 75, 0.1]])

@@ -140,7 +140,9 @@ def test_aligned_training_keeps_expert_logs_and_checkpoints(tmp_path):
     assert trainer.feature_hook.features.shape == (4, 16, 8, 8)  # still the last training batch
 
     # output: total = w1 * noise + w2 * align; the alignment loss decreases
-    assert len(records) == 12 and all(set(r) == {"loss", "loss_noise", "loss_align"} for r in records)
+    assert len(records) == 12 and all(
+        set(r) == {"loss", "loss_noise", "loss_align", "loss_align_shuffled"} for r in records
+    )
     for r in records:
         assert math.isclose(r["loss"], 0.7 * r["loss_noise"] + 0.3 * r["loss_align"], rel_tol=1e-5)
     first, last = records[0]["loss_align"], sum(r["loss_align"] for r in records[-3:]) / 3
@@ -311,7 +313,7 @@ def test_spatial_alignment_uses_the_expert_map_and_reaches_the_projection(tmp_pa
     trainer = DiffusionTrainer("cpu", 1, _data(2), net, opt, DDPMScheduler(100), feature_alignment=align,
                                alignment_expert=fx, align_module="middle_block", train_handlers=[stats])  # fmt: skip
     assert trainer.feature_hook.module_name == "down_blocks.1.1" and trainer.feature_hook.channels == 16
-    assert trainer.output_stats == ["align_proj_std", "align_target_std"]
+    assert trainer.output_stats == ["align_proj_std", "align_target_std", "loss_align_shuffled"]
     grads, records = [], []
     trainer.add_event_handler(
         IterationEvents.BACKWARD_COMPLETED,
@@ -331,6 +333,8 @@ def test_spatial_alignment_uses_the_expert_map_and_reaches_the_projection(tmp_pa
     with torch.no_grad():
         projected, target = align.project(features, fx.feature_map(x_t))
         assert math.isclose(records[-1]["loss_align"], align.compare(projected, target).item(), rel_tol=1e-5)
+        shuffled = align.compare(projected, target.roll(1, dims=0)).item()  # each image against the next's target
+        assert math.isclose(records[-1]["loss_align_shuffled"], shuffled, rel_tol=1e-5)
     channels = 16 if direction == "expert_to_diffusion" else 6
     assert projected.shape == target.shape == (4, channels, 8, 8)
     assert math.isclose(records[-1]["align_proj_std"], projected.std(0).mean().item(), rel_tol=1e-5)
@@ -356,11 +360,15 @@ def test_collapsed_projection_shows_as_zero_spread():
                                alignment_expert=FeatureExtractor(RecordingExpert()))  # fmt: skip
     trainer.run()
     assert trainer.state.output["align_proj_std"].item() == 0.0 and trainer.state.output["align_target_std"] > 0
+    # a constant projection carries no per-image information: another image's target scores exactly the same
+    out = trainer.state.output
+    assert math.isclose(out["loss_align_shuffled"].item(), out["loss_align"].item(), rel_tol=1e-5)
     one = [{"image": torch.zeros(1, 1, 16, 16)}]
     single = DiffusionTrainer("cpu", 1, one, tiny_unet(), opt, DDPMScheduler(100), feature_alignment=align,
                               alignment_expert=FeatureExtractor(RecordingExpert()))  # fmt: skip
     single.run()  # no spread across a batch of one image: left out
     assert "loss_align" in single.state.output and "align_proj_std" not in single.state.output
+    assert "loss_align_shuffled" not in single.state.output
 
 
 @pytest.mark.parametrize("network", [tiny_unet, _monai_unet])
@@ -396,7 +404,10 @@ def test_alignment_stop_fraction_switches_alignment_and_the_expert_off(fraction,
                                alignment_stop_fraction=fraction)  # fmt: skip
     scheduled = fraction != "null"
     assert trainer.alignment_stop_fraction == (fraction if scheduled else None)
-    assert trainer.output_stats == ["align_proj_std", "align_target_std"] + ["align_weight"] * scheduled
+    assert (
+        trainer.output_stats
+        == ["align_proj_std", "align_target_std", "loss_align_shuffled"] + ["align_weight"] * scheduled
+    )
     records, projections = [], []
 
     def record(engine):
