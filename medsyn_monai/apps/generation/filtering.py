@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from medsyn_monai.networks.nets import ExpertClassifier
 
 from .sampler import SampleGenerator
 
@@ -88,6 +91,32 @@ class ConfidenceFilteredGenerator:
         self.device = torch.device(device)
         self.report: dict[str, dict[str, Any]] = {}
         self.logger = logging.getLogger(__name__)
+
+    @classmethod
+    def wrap(
+        cls,
+        generator: SampleGenerator,
+        expert_ckpt: str | Path,
+        min_confidence: float | None,
+        max_rounds: int = 10,
+        device: str | torch.device = "cpu",
+    ) -> SampleGenerator:
+        """``generator`` filtered by the expert of ``expert_ckpt`` (a bundle's ``train_expert.json`` checkpoint,
+        :meth:`~medsyn_monai.networks.nets.ExpertClassifier.from_checkpoint`), or ``generator`` itself when
+        ``min_confidence`` is ``None`` (then the expert is not loaded): what a bundle config's ``filter_confidence``
+        key switches.
+
+        Example:
+            >>> class Painter:
+            ...     def generate(self, num_samples=None, labels=None, seed=None): ...
+            >>> painter = Painter()
+            >>> ConfidenceFilteredGenerator.wrap(painter, "no/expert/here.pt", None) is painter
+            True
+        """
+        if min_confidence is None:
+            return generator
+        expert = ExpertClassifier.from_checkpoint(expert_ckpt)
+        return cls(generator, expert, float(min_confidence), max_rounds=max_rounds, device=device)
 
     def confidence(self, images: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
         """The classifier's softmax probability of each image's intended class (generator labels)."""
