@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -183,4 +182,4 @@ class ConfidenceFilteredGenerator:
         self.logger.info(f"confidence filter >= {self.min_confidence}: {self.report}")
         order = {c: iter(kept[c]) for c in kept}
         images_out = torch.stack([next(order[c]) for c in wanted])
-        return images_out, torch.as_tensor(np.asarray(wanted), dtype=torch.long)
+        return images_out, torch.as_tensor(wanted, dtype=torch.long)
