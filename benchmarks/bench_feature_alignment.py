@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from _common import mednist, run_bundle
 
+from medsyn_monai.utils.io import write_csv
+
 BUNDLE = "histo_feature_aligned"
 
 SPATIAL: dict[str, object] = {"feature_alignment": True, "expert_input": "noisy", "align_spatial": True,
@@ -142,10 +144,7 @@ def main() -> None:
     )
     (out / "alignment_study.md").write_text(text + "\n")
     if curves:
-        with open(out / "alignment_curves.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(curves[0]))
-            writer.writeheader()
-            writer.writerows(curves)
+        write_csv(out / "alignment_curves.csv", curves, list(curves[0]))
 
 
 def run_condition(args: argparse.Namespace, cond: str, train_seed: int, out: Path, data: Path,
