@@ -198,7 +198,7 @@ def test_evaluate_utility(bundle, trained, tiny_demo):
     bundle.run("evaluate_utility", dataset_dir=str(tiny_demo), output_dir=str(trained), **SPLIT, num_seeds=2,
                mix_ratios=[1], real_fractions=[0.5], max_epochs=1, pretrain_epochs=1, finetune_epochs=1,
                num_inference_steps=2, classifier_input_size=16, batch_size=8, sample_batch_size=8,
-               ssim_pairs=20)  # fmt: skip
+               ssim_pairs=20, subset_epochs="scaled")  # fmt: skip
     out = trained / "eval" / "utility"
     m = json.loads((out / "metrics.json").read_text())
     rows = ["real_only", "synthetic_only", "real_plus_synthetic_1to1", "synthetic_then_real_50", "real_only_50"]
@@ -212,6 +212,8 @@ def test_evaluate_utility(bundle, trained, tiny_demo):
     per_class = report["settings"]["synthetic_per_class"]
     assert per_class["real_plus_synthetic_1to1"] == report["settings"]["real_per_class"] == per_class["synthetic_only"]
     assert report["settings"]["train_transform"] == "OptionalCompose"  # train.json's augmentation, switched on
+    # --subset_epochs scaled: the runs on 50 % of the real images train 1 / 0.5 = 2 epochs
+    assert report["settings"]["epochs_on_subset"] == {"synthetic_then_real_50": 2, "real_only_50": 2}
     assert [r["num_real"] for r in report["runs"]["real_only_50"]["aug_weighted"]] == [6, 6]
     assert [len(report["runs"][row][s]) for row in rows for s in settings] == [2] * 20
     pairs = {(p["set_a"], p["set_b"]): p for p in report["dataset_pairs"]}

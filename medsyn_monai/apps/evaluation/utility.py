@@ -8,6 +8,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,21 @@ from medsyn_monai.utils.cli import as_bool
 from medsyn_monai.utils.io import atomic_write, write_csv, write_json
 from medsyn_monai.visualize import draw_bar_chart
 
-__all__ = ["ClassifierUtilityStudy"]
+__all__ = ["ClassifierUtilityStudy", "SubsetEpochs"]
+
+
+class SubsetEpochs(StrEnum):
+    """How many epochs the runs on a real subset train (``real_only_<p>`` and the fine-tuning on ``p`` %).
+
+    - ``SAME``: the epochs of the runs on the whole set (``max_epochs``, ``finetune_epochs``): a subset of fraction
+      ``f`` then gets ``f`` times their optimisation steps;
+    - ``SCALED``: ``max(epochs, round(epochs / f))`` epochs, so that every run sees about as many images as the run
+      on the whole set (the fair baseline for small fractions, at the cost of ``1 / f`` validation passes).
+    """
+
+    SAME = "same"
+    SCALED = "scaled"
+
 
 #: the kinds of training condition (rows of the table), in the order of the table
 CONDITIONS = ("real_only", "synthetic_only", "real_plus_synthetic", "synthetic_then_real")
@@ -174,6 +189,8 @@ class ClassifierUtilityStudy:
         pretrain_epochs: epochs on the synthetic images (``synthetic_only``, the pre-training; default
             ``max_epochs``).
         finetune_epochs: epochs of fine-tuning on the real subset.
+        subset_epochs: epochs of the runs on a real subset (:class:`SubsetEpochs`): ``"same"`` as on the whole set,
+            or ``"scaled"`` by ``1 / f`` (as many images seen as on the whole set).
         batch_size: training and evaluation batch size.
         learning_rate: Adam learning rate (all runs but fine-tuning).
         finetune_learning_rate: Adam learning rate of fine-tuning (default ``learning_rate``).
@@ -230,6 +247,7 @@ class ClassifierUtilityStudy:
         max_epochs: int = 10,
         pretrain_epochs: int | None = None,
         finetune_epochs: int = 5,
+        subset_epochs: SubsetEpochs | str = SubsetEpochs.SAME,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
         finetune_learning_rate: float | None = None,
@@ -290,6 +308,12 @@ class ClassifierUtilityStudy:
         self.max_epochs = int(max_epochs)
         self.pretrain_epochs = self.max_epochs if pretrain_epochs is None else int(pretrain_epochs)
         self.finetune_epochs = int(finetune_epochs)
+        try:
+            self.subset_epochs = SubsetEpochs(subset_epochs)
+        except ValueError:
+            raise ValueError(
+                f"subset_epochs must be one of {[e.value for e in SubsetEpochs]}, got {subset_epochs!r}."
+            ) from None
         if min(self.max_epochs, self.pretrain_epochs, self.finetune_epochs, int(batch_size), int(ssim_pairs)) < 1:
             raise ValueError(
                 f"max_epochs, pretrain_epochs, finetune_epochs, batch_size and ssim_pairs must be >= 1, got "
@@ -399,6 +423,12 @@ class ClassifierUtilityStudy:
             chosen += members[:n]
         return sorted(chosen)
 
+    def epochs_on_subset(self, epochs: int, fraction: float) -> int:
+        """Epochs of a run on the real subset of ``fraction`` that would train ``epochs`` on the whole set."""
+        if self.subset_epochs == SubsetEpochs.SCALED:
+            return max(epochs, round(epochs / fraction))
+        return epochs
+
     def _fit(self, state: dict, data: Dataset, epochs: int, lr: float, weighted: bool, seed: int) -> nn.Module:
         network = self.classifier_factory()
         network.load_state_dict(state)
@@ -461,12 +491,11 @@ class ClassifierUtilityStudy:
             return
         for f in self.real_fractions:
             subset = ImageLabelDataset(Subset(self.train_data, subsets[f]), transform)  # type: ignore[arg-type]  # Subset just indexes: a Sequence works
-            tuned = self._fit(
-                pretrained_state, subset, self.finetune_epochs, self.finetune_learning_rate, weighted, seed
-            )
+            tune_epochs = self.epochs_on_subset(self.finetune_epochs, f)
+            tuned = self._fit(pretrained_state, subset, tune_epochs, self.finetune_learning_rate, weighted, seed)
             yield SyntheticPretrainingStudy.row_name(f, True), tuned, len(subset), len(synthetic)
             if f < 1.0:
-                baseline = self._fit(init_state, subset, self.max_epochs, lr, weighted, seed)
+                baseline = self._fit(init_state, subset, self.epochs_on_subset(self.max_epochs, f), lr, weighted, seed)
                 yield SyntheticPretrainingStudy.row_name(f, False), baseline, len(subset), 0
 
     def run(self) -> dict[str, Any]:
@@ -603,6 +632,16 @@ class ClassifierUtilityStudy:
             "max_epochs": self.max_epochs,
             "pretrain_epochs": self.pretrain_epochs,
             "finetune_epochs": self.finetune_epochs,
+            "subset_epochs": self.subset_epochs.value,
+            "epochs_on_subset": {
+                SyntheticPretrainingStudy.row_name(f, True): self.epochs_on_subset(self.finetune_epochs, f)
+                for f in self.real_fractions
+            }
+            | {
+                SyntheticPretrainingStudy.row_name(f, False): self.epochs_on_subset(self.max_epochs, f)
+                for f in self.real_fractions
+                if f < 1.0
+            },
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "finetune_learning_rate": self.finetune_learning_rate,
@@ -653,6 +692,9 @@ class ClassifierUtilityStudy:
             f"Synthetic images: {num_synthetic} (generation seed {self.generation_seed}). Model selection: "
             + ("best balanced accuracy on the real validation images." if self.val_data is not None else "last epoch."),
             "Settings: " + "; ".join(f"`{s['name']}` = {s['label']}" for s in self.settings) + ".",
+            f"Epochs: {self.max_epochs} on real and mixed images, {self.pretrain_epochs} on synthetic images, "
+            f"{self.finetune_epochs} of fine-tuning; on a real subset of fraction f "
+            + ("the same." if self.subset_epochs == SubsetEpochs.SAME else "scaled by 1 / f (`subset_epochs` scaled)."),
             "",
             "## Accuracy and ROC AUC",
             "",

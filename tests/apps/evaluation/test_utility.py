@@ -191,6 +191,40 @@ def test_samples_per_class_and_too_few_synthetic_images():
         short.run()
 
 
+# epochs of every fit, in order: real only, pre-training, fine-tuning on 100 %, then per fraction f (0.5, 0.25) the
+# fine-tuning and the real-only baseline; scaled: 2 / 0.5 = 4, 6 / 0.5 = 12, 2 / 0.25 = 8, 6 / 0.25 = 24
+@pytest.mark.parametrize(
+    "subset_epochs, expected", [("same", [6, 6, 2, 2, 6, 2, 6]), ("scaled", [6, 6, 2, 4, 12, 8, 24])]
+)
+def test_subset_epochs(monkeypatch, tmp_path, subset_epochs, expected):
+    """``scaled`` trains the runs on a real fraction f for epochs / f (as many images seen as on the whole set), in
+    both the real-only baseline and the fine-tuning; ``same`` keeps the whole set's epochs."""
+    epochs: list[int] = []
+    original = classifier_module.fit_classifier
+
+    def spy(network, data, num_classes, max_epochs, **kwargs):
+        epochs.append(max_epochs)
+        return original(network, data, num_classes, max_epochs, **kwargs)
+
+    monkeypatch.setattr("medsyn_monai.apps.evaluation.utility.fit_classifier", spy)
+    study = ClassifierUtilityStudy(
+        _factory, _real((12, 8)), _real((6, 6), 1), ["a", "b"], synthetic_data=_real((12, 8), 2),
+        conditions=["real_only", "synthetic_then_real"], mix_ratios=[1], real_fractions=[1.0, 0.5, 0.25],
+        augment_options=[False],
+        class_weighted_options=[True], classifier_seeds=[0], max_epochs=6, finetune_epochs=2,
+        subset_epochs=subset_epochs, pair_table=False, output_dir=tmp_path,
+    )  # fmt: skip
+    study.run()
+    assert epochs == expected
+    report = json.loads((tmp_path / "utility.json").read_text())["settings"]
+    assert report["subset_epochs"] == subset_epochs
+    assert report["epochs_on_subset"] == dict(zip(
+        ["synthetic_then_real_100", "synthetic_then_real_50", "synthetic_then_real_25", "real_only_50", "real_only_25"],
+        [2, expected[3], expected[5], expected[4], expected[6]], strict=True))  # fmt: skip
+    table = (tmp_path / "utility.md").read_text()
+    assert ("scaled by 1 / f" in table) == (subset_epochs == "scaled")
+
+
 def test_pair_table_fails_before_any_training(monkeypatch):
     """Images below the SSIM window stop the study at the pair table, before hours of training."""
 
@@ -227,6 +261,7 @@ def test_pair_table_fails_before_any_training(monkeypatch):
         ({"class_weighted_options": ["maybe"]}, "class_weighted_options: expected a boolean"),
         ({"classifier_seeds": []}, "classifier_seeds"),
         ({"max_epochs": 0}, "max_epochs"),
+        ({"subset_epochs": "longer"}, "subset_epochs must be one of \\['same', 'scaled'\\]"),
         ({"samples_per_class": [3, 0]}, "samples_per_class"),
         ({"samples_per_class": [3]}, "samples_per_class"),
         ({"generator_labels": [0]}, "generator_labels has 1"),
