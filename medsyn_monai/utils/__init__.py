@@ -23,6 +23,7 @@ from .enums import (
     SchedulerType,
     SourceFormat,
     Split,
+    SubsetEpochs,
     TimeInjection,
     TimestepSpacing,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "TimestepSpacing",
     "SourceFormat",
     "Split",
+    "SubsetEpochs",
     "TRUE_STRINGS",
     "TimeInjection",
     "UnsafeCheckpointError",

@@ -30,6 +30,7 @@ __all__ = [
     "FeaturePoint",
     "ResumeMode",
     "ExportFormat",
+    "SubsetEpochs",
 ]
 
 
@@ -287,3 +288,16 @@ class ExportFormat(StrEnum):
     NIFTI = "nifti"
     DICOM = "dicom"
     ALL = "all"
+
+
+class SubsetEpochs(StrEnum):
+    """How many epochs the runs on a real subset of fraction ``f`` train in
+    :class:`~medsyn_monai.apps.evaluation.ClassifierUtilityStudy` (``real_only_<p>`` and the fine-tuning on ``p`` %).
+
+    - ``SAME``: the epochs of the runs on the whole set: ``f`` times their optimisation steps.
+    - ``SCALED``: ``max(epochs, round(epochs / f))``: about as many images seen as on the whole set (the fair baseline
+      for small fractions, at the cost of ``1 / f`` validation passes).
+    """
+
+    SAME = "same"
+    SCALED = "scaled"

@@ -8,7 +8,6 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,11 @@ from medsyn_monai.data.datasets import ImageLabelDataset, TensorPairDataset, dat
 from medsyn_monai.metrics import cross_set_ssim, frechet_distance
 from medsyn_monai.networks.nets.feature_extractor import FeatureExtractor
 from medsyn_monai.utils.cli import as_bool
+from medsyn_monai.utils.enums import SubsetEpochs
 from medsyn_monai.utils.io import atomic_write, write_csv, write_json
 from medsyn_monai.visualize import draw_bar_chart
 
-__all__ = ["ClassifierUtilityStudy", "SubsetEpochs"]
-
-
-class SubsetEpochs(StrEnum):
-    """How many epochs the runs on a real subset train (``real_only_<p>`` and the fine-tuning on ``p`` %).
-
-    - ``SAME``: the epochs of the runs on the whole set (``max_epochs``, ``finetune_epochs``): a subset of fraction
-      ``f`` then gets ``f`` times their optimisation steps;
-    - ``SCALED``: ``max(epochs, round(epochs / f))`` epochs, so that every run sees about as many images as the run
-      on the whole set (the fair baseline for small fractions, at the cost of ``1 / f`` validation passes).
-    """
-
-    SAME = "same"
-    SCALED = "scaled"
+__all__ = ["ClassifierUtilityStudy"]
 
 
 #: the kinds of training condition (rows of the table), in the order of the table
@@ -189,8 +176,8 @@ class ClassifierUtilityStudy:
         pretrain_epochs: epochs on the synthetic images (``synthetic_only``, the pre-training; default
             ``max_epochs``).
         finetune_epochs: epochs of fine-tuning on the real subset.
-        subset_epochs: epochs of the runs on a real subset (:class:`SubsetEpochs`): ``"same"`` as on the whole set,
-            or ``"scaled"`` by ``1 / f`` (as many images seen as on the whole set).
+        subset_epochs: epochs of the runs on a real subset (:class:`~medsyn_monai.utils.SubsetEpochs`): ``"same"``
+            as on the whole set, or ``"scaled"`` by ``1 / f`` (as many images seen as on the whole set).
         batch_size: training and evaluation batch size.
         learning_rate: Adam learning rate (all runs but fine-tuning).
         finetune_learning_rate: Adam learning rate of fine-tuning (default ``learning_rate``).
