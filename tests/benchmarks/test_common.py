@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import subprocess
 import zipfile
@@ -10,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-_spec = importlib.util.spec_from_file_location("_common", BENCHMARKS / "_common.py")
-assert _spec is not None and _spec.loader is not None
-common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)
+from tests.benchmarks._load import load_benchmark
+
+common = load_benchmark("_common")
 
 
 def test_config_files_stack_overlays_on_train():

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _common
-_spec = importlib.util.spec_from_file_location("bench_cxr_utility", BENCHMARKS / "bench_cxr_utility.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from tests.benchmarks._load import BENCHMARKS, load_benchmark
+
+bench = load_benchmark("bench_cxr_utility")
 
 
 def _stats(mean, std):

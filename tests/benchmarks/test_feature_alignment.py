@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _common
-_spec = importlib.util.spec_from_file_location("bench_feature_alignment", BENCHMARKS / "bench_feature_alignment.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from tests.benchmarks._load import BENCHMARKS, load_benchmark
+
+bench = load_benchmark("bench_feature_alignment")
 
 
 def _row(cond, seed, epoch, acc, fid=100.0, judge="eval"):
