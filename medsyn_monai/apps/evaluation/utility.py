@@ -37,7 +37,6 @@ from medsyn_monai.visualize import draw_bar_chart
 
 __all__ = ["ClassifierUtilityStudy"]
 
-
 #: the kinds of training condition (rows of the table), in the order of the table
 CONDITIONS = ("real_only", "synthetic_only", "real_plus_synthetic", "synthetic_then_real")
 #: scalar test metrics of every run (besides the per-class accuracy)
