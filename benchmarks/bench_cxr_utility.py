@@ -13,11 +13,14 @@ Steps (every config runs as in the bundle's docs; overlays stacked on ``train.js
 5. levers, synthetic only: 1000 synthetic images (instead of twice the real count) in the four settings (with and
    without augmentation and class weights), and the same 1000 after the expert's confidence filter (0.9).
 
-It prints one table per step and writes ``cxr_utility.json`` / ``.md`` into ``--output-dir``.
+``--steps`` picks which of steps 3-5 run (``table``, ``subset_scaled``, ``levers``; all by default); steps 1 and 2
+run whenever their checkpoints are missing. It prints one table and writes ``cxr_utility.json`` / ``.md`` into
+``--output-dir``.
 
 Usage::
 
     python benchmarks/bench_cxr_utility.py --output-dir /tmp/cxr_utility      # about 2 h on 2 CPU cores
+    python benchmarks/bench_cxr_utility.py --train-minutes 60 --steps table --output-dir /tmp/cxr_utility_60
     python benchmarks/bench_cxr_utility.py --quick --output-dir /tmp/cxr_utility_quick   # pipeline check
 
 The data are PneumoniaMNIST of ``../shared/data`` (``--dataset-dir`` for another copy).
@@ -36,6 +39,7 @@ BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
 CLASS_NAMES = ["normal", "pneumonia"]
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro")
+STEPS = ("table", "subset_scaled", "levers")
 
 
 def summary_rows(report: dict[str, Any], run: str) -> list[dict[str, Any]]:
@@ -62,6 +66,7 @@ def main() -> None:
     parser.add_argument("--classifier-seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4, help="classifier epochs (real, mixes, synthetic)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="which of steps 3-5 run")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
     args = parser.parse_args()
     data = shared_data(args.dataset_dir, NPZ)
@@ -99,26 +104,29 @@ def main() -> None:
         return json.loads(report.read_text())
 
     main_run = utility("table", augment_options=[True], class_weighted_options=[True])
-    synthetic_counts = main_run["settings"]["synthetic_per_class"]["synthetic_only"]
-    scaled = utility("subset_scaled", augment_options=[True], class_weighted_options=[True], subset_epochs="scaled",
-                     real_fractions=[0.1], samples_per_class=synthetic_counts,
-                     **{"utility#conditions": ["synthetic_then_real"], "utility#pair_table": False})  # fmt: skip
-    levers = utility("levers_1000", samples_per_class=lever_counts,
-                     **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
-    filtered = utility("levers_1000_filter", samples_per_class=lever_counts, augment_options=[True],
-                       class_weighted_options=[True], filter_confidence=0.9,
-                       **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
-
-    table = summary_rows(main_run, "table") + summary_rows(scaled, "10 % scaled epochs")
-    table += summary_rows(levers, "1000 synthetic")
-    table += summary_rows(filtered, "1000 synthetic, filtered 0.9")
+    table = summary_rows(main_run, "table")
+    notes: list[str] = []
+    if "subset_scaled" in args.steps:
+        synthetic_counts = main_run["settings"]["synthetic_per_class"]["synthetic_only"]
+        scaled = utility("subset_scaled", augment_options=[True], class_weighted_options=[True],
+                         subset_epochs="scaled", real_fractions=[0.1], samples_per_class=synthetic_counts,
+                         **{"utility#conditions": ["synthetic_then_real"], "utility#pair_table": False})  # fmt: skip
+        table += summary_rows(scaled, "10 % scaled epochs")
+    if "levers" in args.steps:
+        levers = utility("levers_1000", samples_per_class=lever_counts,
+                         **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
+        filtered = utility("levers_1000_filter", samples_per_class=lever_counts, augment_options=[True],
+                           class_weighted_options=[True], filter_confidence=0.9,
+                           **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
+        table += summary_rows(levers, "1000 synthetic") + summary_rows(filtered, "1000 synthetic, filtered 0.9")
+        notes.append("filter acceptance: " + json.dumps(filtered["settings"]["synthetic_filter"]))
     header = ["run", "training", "setting", "real", "synthetic", *METRICS]
     pairs = [{k: p[k] for k in ("set_a", "set_b", "num_a", "num_b", "fid", "ssim")} for p in main_run["dataset_pairs"]]
     text = "\n\n".join([
         f"cxr_cfg on PneumoniaMNIST, {seeds} classifier seeds (mean ± std), test = the real test split",
         markdown_table(table, header),
         markdown_table(pairs, ["set_a", "set_b", "num_a", "num_b", "fid", "ssim"]),
-        "filter acceptance: " + json.dumps(filtered["settings"]["synthetic_filter"]),
+        *notes,
         "wall time of the steps run now (s): " + json.dumps({k: round(v) for k, v in times.items()}),
     ])  # fmt: skip
     print(text)
