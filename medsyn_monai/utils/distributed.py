@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -115,12 +116,37 @@ def init_distributed(
     return True
 
 
-def destroy_distributed() -> None:
-    """Leave the process group (if any), after a last barrier so that no process exits while others still write."""
-    if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() > 1:
-            dist.barrier()
-        dist.destroy_process_group()
+def destroy_distributed(timeout_seconds: float = 60.0) -> None:
+    """Leave the process group (if any), after a last barrier so that no process exits while others still write.
+
+    After the group is destroyed the processes meet once more on the group's key-value store (the one ``torchrun``
+    hosts): a process that leaves first closes its gloo connections, and a peer still shutting its group down could
+    otherwise be aborted ("terminate called without an active exception").
+
+    Args:
+        timeout_seconds: how long a process waits at that last meeting before it leaves anyway (with a warning).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.get_world_size()
+    store = dist.distributed_c10d._get_default_store() if world > 1 else None
+    if world > 1:
+        dist.barrier()
+    dist.destroy_process_group()
+    if store is None:
+        return
+    # a counter over every destroy of this store: this one is complete when it reaches the next multiple of world
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        arrived = store.add("medsyn_monai/destroyed", 1)
+        target = world * -(-arrived // world)
+        while store.add("medsyn_monai/destroyed", 0) < target:
+            if time.monotonic() > deadline:
+                logger.warning(f"destroy_distributed: not every process left its group within {timeout_seconds} s")
+                return
+            time.sleep(0.01)
+    except (RuntimeError, OSError):  # the store's host (rank 0 outside torchrun) left: everyone had arrived
+        return
 
 
 def barrier() -> None:

@@ -18,6 +18,7 @@ from medsyn_monai.utils import (
     all_reduce_max,
     all_reduce_sum,
     barrier,
+    destroy_distributed,
     get_rank,
     get_world_size,
     init_distributed,
@@ -99,3 +100,26 @@ def test_two_processes(tmp_path):
     rows = (run / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].split(",")[2] == "1.5"  # one row, the mean loss of both processes (1 and 2)
     assert not (run / ".medsyn_run.lock").exists()
+
+
+def _slow_leave(rank: int, out: str) -> None:
+    real_destroy = torch.distributed.destroy_process_group
+
+    def destroy_then_wait(*args, **kwargs):  # rank 1 takes its time shutting its group down
+        real_destroy(*args, **kwargs)
+        if rank == 1:
+            time.sleep(1.0)
+            (Path(out) / "rank1_destroyed").write_text(repr(time.time()))
+
+    torch.distributed.destroy_process_group = destroy_then_wait
+    destroy_distributed()
+    (Path(out) / f"rank{rank}_left").write_text(repr(time.time()))
+
+
+def test_destroy_waits_for_every_process(tmp_path):
+    """No process leaves destroy_distributed (and exits, closing its connections) before every peer has destroyed
+    its group."""
+    run_processes(_slow_leave, str(tmp_path))
+    destroyed = float((tmp_path / "rank1_destroyed").read_text())
+    assert float((tmp_path / "rank0_left").read_text()) >= destroyed
+    assert float((tmp_path / "rank1_left").read_text()) >= destroyed
