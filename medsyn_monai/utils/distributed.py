@@ -129,15 +129,14 @@ def destroy_distributed(timeout_seconds: float = 60.0) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     world = dist.get_world_size()
-    store = dist.distributed_c10d._get_default_store() if world > 1 else None
-    if world > 1:
-        dist.barrier()
-    dist.destroy_process_group()
-    if store is None:
+    if world == 1:
+        dist.destroy_process_group()
         return
-    # a counter over every destroy of this store: this one is complete when it reaches the next multiple of world
+    store = dist.distributed_c10d._get_default_store()
+    dist.barrier()
+    dist.destroy_process_group()
     deadline = time.monotonic() + timeout_seconds
-    try:
+    try:  # a counter over every destroy on this store: this one is complete at the next multiple of world
         arrived = store.add("medsyn_monai/destroyed", 1)
         target = world * -(-arrived // world)
         while store.add("medsyn_monai/destroyed", 0) < target:
