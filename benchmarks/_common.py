@@ -130,6 +130,13 @@ def run_bundle(bundle: str, config: str, log: Path, cwd: Path = REPO, **override
     return seconds
 
 
+def output_folder(path: Path, log_name: str = "commands.log") -> tuple[Path, Path]:
+    """A benchmark's output folder (created, absolute) and the log file in it that :func:`run_bundle` appends to."""
+    out = Path(path).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return out, out / log_name
+
+
 def shared_data(path_arg: str | Path | None = None, default: str = "", option: str = "--dataset-dir") -> Path:
     """The real data a benchmark needs: ``path_arg`` when given, else ``default`` inside :data:`SHARED_DATA`.
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import markdown_table, run_bundle, shared_data
+from _common import markdown_table, output_folder, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
@@ -80,9 +80,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
     args = parser.parse_args()
     full = shared_data(args.dataset_dir, NPZ)
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "commands.log"
+    out, log = output_folder(args.output_dir)
     epochs, snapshots, samples, expert_epochs = args.epochs, list(args.snapshots), args.num_samples, args.expert_epochs
     if args.quick:
         epochs, snapshots, samples, expert_epochs = 3, [1, 2, 3], 32, 1

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import run_bundle, shared_data
+from _common import output_folder, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"  # in ../shared/data
@@ -212,9 +212,7 @@ def main() -> None:
         quick_classifier = {"pretrain_epochs": 1, "finetune_epochs": 1, "real_epochs": 1}
         quick_expert = {"max_epochs": 1}
 
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "study.log"
+    out, log = output_folder(args.output_dir, "study.log")
     data = {"dataset_dir": args.dataset_dir, "class_names": CLASS_NAMES, "seed": args.seed}
     expert_dir = out / "expert"
     expert_ckpt = expert_dir / "models" / "expert" / "best_model.pt"

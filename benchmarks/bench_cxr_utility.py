@@ -12,8 +12,11 @@ Steps (every config runs as in the bundle's docs; overlays stacked on ``train.js
    runs train 10x the epochs: as many images seen as on the whole split), beside real only on the same 10 %.
 5. levers, synthetic only: 1000 synthetic images (instead of twice the real count) in the four settings (with and
    without augmentation and class weights), and the same 1000 after the expert's confidence filter (0.9).
+6. levers of synthetic pre-training then all real data (the table's best row): 4x the real class counts instead of
+   2x, and less guidance (w = 0.5: more diverse images) at 2x; setting of the table, same seeds.
 
-``--steps`` picks which of steps 3-5 run (``table``, ``subset_scaled``, ``levers``; all by default); steps 1 and 2
+``--steps`` picks which of steps 3-6 run (``table``, ``subset_scaled``, ``levers``, ``pretrain_levers``; the first
+three by default); steps 1 and 2
 run whenever their checkpoints are missing. It prints one table and writes ``cxr_utility.json`` / ``.md`` into
 ``--output-dir``.
 
@@ -33,13 +36,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from _common import markdown_table, run_bundle, shared_data
+from _common import markdown_table, output_folder, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
 CLASS_NAMES = ["normal", "pneumonia"]
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro")
-STEPS = ("table", "subset_scaled", "levers")
+STEPS = ("table", "subset_scaled", "levers", "pretrain_levers")
 
 
 def summary_rows(report: dict[str, Any], run: str) -> list[dict[str, Any]]:
@@ -66,13 +69,11 @@ def main() -> None:
     parser.add_argument("--classifier-seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4, help="classifier epochs (real, mixes, synthetic)")
     parser.add_argument("--finetune-epochs", type=int, default=3)
-    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="which of steps 3-5 run")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS[:3]), help="steps 3-6 to run")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
     args = parser.parse_args()
     data = shared_data(args.dataset_dir, NPZ)
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "commands.log"
+    out, log = output_folder(args.output_dir)
     seeds, epochs, tune = args.classifier_seeds, args.epochs, args.finetune_epochs
     quick: dict[str, Any] = {}
     lever_counts = [258, 742]  # 1000 images in the real class proportions (1214 : 3494)
@@ -120,6 +121,14 @@ def main() -> None:
                            **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
         table += summary_rows(levers, "1000 synthetic") + summary_rows(filtered, "1000 synthetic, filtered 0.9")
         notes.append("filter acceptance: " + json.dumps(filtered["settings"]["synthetic_filter"]))
+    if "pretrain_levers" in args.steps:
+        twice = main_run["settings"]["synthetic_per_class"]["synthetic_only"]
+        pretrain = {"augment_options": [True], "class_weighted_options": [True], "real_fractions": [1.0],
+                    "utility#conditions": ["synthetic_only", "synthetic_then_real"],
+                    "utility#pair_table": False}  # fmt: skip
+        four = utility("pretrain_4x", samples_per_class=[2 * n for n in twice], **pretrain)
+        less_guided = utility("pretrain_w0.5", samples_per_class=twice, guidance_scale=0.5, **pretrain)
+        table += summary_rows(four, "4x real counts") + summary_rows(less_guided, "w = 0.5")
     header = ["run", "training", "setting", "real", "synthetic", *METRICS]
     pairs = [{k: p[k] for k in ("set_a", "set_b", "num_a", "num_b", "fid", "ssim")} for p in main_run["dataset_pairs"]]
     text = "\n\n".join([

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import markdown_table, run_bundle, shared_data
+from _common import markdown_table, output_folder, run_bundle, shared_data
 
 BUNDLE = "cxr_cfg"
 NPZ = "pneumoniamnist/pneumoniamnist.npz"
@@ -57,9 +57,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny run to check the pipeline (figures meaningless)")
     args = parser.parse_args()
     data = shared_data(args.dataset_dir, NPZ)
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "commands.log"
+    out, log = output_folder(args.output_dir)
     epochs, per_class, seeds, audited = args.epochs, args.samples_per_class, args.classifier_seeds, args.num_samples
     quick: dict[str, Any] = {}
     if args.quick:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import config_files, machine_summary, markdown_table, run_bundle
+from _common import config_files, machine_summary, markdown_table, output_folder, run_bundle
 from bench_throughput import build, demo_images, tutorial_training
 
 BUNDLE = "ct_lightweight"
@@ -111,9 +111,7 @@ def main() -> None:
     from medsyn_monai.utils.precision import resolve_cpu_bf16
 
     bf16 = resolve_cpu_bf16("auto")
-    out = args.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "commands.log"
+    out, log = output_folder(args.output_dir)
     data = out / "ct_demo"
     size = args.image_size
     common = {"dataset_dir": data, "demo_dir": data, "image_size": size, "device": "cpu"}

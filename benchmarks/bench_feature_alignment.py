@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import mednist, run_bundle
+from _common import mednist, output_folder, run_bundle
 
 from medsyn_monai.utils.io import write_csv
 
@@ -113,10 +113,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown condition(s) {unknown}; choose from {sorted(CONDITIONS)}")
 
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out, log = output_folder(args.output_dir, "study.log")
     data = (args.dataset_dir or mednist(args.data_dir, archive=args.mednist_zip)).resolve()
-    log = out / "study.log"
     common = {"dataset_dir": data, "image_size": args.image_size, "seed": args.seed, **quick}
     experts = {"align": (args.align_expert, args.seed, {"expert_input_size": args.align_expert_input_size}),
                "eval": (args.eval_expert, args.seed + 1, {})}  # fmt: skip

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import mednist, run_bundle
+from _common import mednist, output_folder, run_bundle
 
 RARE = "CTHead"
 #: ``--quick``: a pipeline check (one epoch each, 16 px, a short judge, few prior images; the figures mean nothing)
@@ -107,9 +107,7 @@ def main() -> None:
     if args.quick:
         vars(args).update(QUICK_ARGS)
 
-    out = args.output_dir.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "study.log"
+    out, log = output_folder(args.output_dir, "study.log")
     full, base_data, instance = _data(args.data_dir, args.num_instance, args.mednist_zip)
     common = {"image_size": args.image_size, "in_channels": 1, "seed": args.seed}
     judge_dir = out / "judge" / "models" / "expert"

@@ -67,6 +67,16 @@ def test_shared_data(tmp_path):
         common.shared_data(None, "no/such/file.npz")
 
 
+def test_output_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out, log = common.output_folder(Path("runs/a/b"), "study.log")
+    assert out == tmp_path / "runs" / "a" / "b" and out.is_dir() and out.is_absolute()
+    assert log == out / "study.log" and not log.exists()
+    (out / "kept.txt").write_text("x")
+    assert common.output_folder(out) == (out, out / "commands.log")  # an existing folder: nothing removed
+    assert (out / "kept.txt").read_text() == "x"
+
+
 def test_mednist_unzips_once_and_subsets(tmp_path):
     archive = tmp_path / "mednist.zip"
     with zipfile.ZipFile(archive, "w") as z:

@@ -41,7 +41,7 @@ def test_overrides_are_config_keys():
     overridden = ("max_train_minutes", "sample_interval", "eval_dir", "ckpt_path", "expert_ckpt", "num_seeds",
                   "pretrain_epochs", "finetune_epochs", "augment_options", "class_weighted_options", "subset_epochs",
                   "real_fractions", "samples_per_class", "filter_confidence", "num_inference_steps",
-                  "ssim_pairs")  # fmt: skip
+                  "ssim_pairs", "guidance_scale")  # fmt: skip
     for key in overridden:
         assert f"{key}=" in source or f'"{key}"' in source, key
         assert key in keys, key
