@@ -270,15 +270,21 @@ def goal_lines(summary: dict[str, Any], stages: list[int]) -> str:
 
 
 def curve_table(curves: list[dict[str, Any]]) -> str:
-    """First, second and last epoch of every aligned run's alignment statistics."""
+    """First, second and last epoch of every aligned run's alignment statistics, and the last epoch with alignment
+    on when the run switched it off (HASTE; ``off`` in the epochs after)."""
+
+    def fmt(value: float) -> str:
+        return "off" if math.isnan(value) else f"{value:.4g}"
+
     lines = ["| condition | train seed | epoch | loss_align | same, another image's target | align_proj_std | "
              "align_target_std |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for key in sorted({(c["condition"], c["train_seed"]) for c in curves}):
         run = [c for c in curves if (c["condition"], c["train_seed"]) == key]
-        for c in {id(x): x for x in (run[0], run[min(1, len(run) - 1)], run[-1])}.values():
-            lines.append(f"| {c['condition']} | {c['train_seed']} | {c['epoch']} | {c['loss_align']:.4g} | "
-                         f"{c['loss_align_shuffled']:.4g} | {c['align_proj_std']:.4g} | "
-                         f"{c['align_target_std']:.4g} |")  # fmt: skip
+        last_on = [c for c in run if not math.isnan(c["loss_align"])][-1:]
+        for c in {id(x): x for x in (run[0], run[min(1, len(run) - 1)], *last_on, run[-1])}.values():
+            values = (c["loss_align"], c["loss_align_shuffled"], c["align_proj_std"], c["align_target_std"])
+            lines.append(f"| {c['condition']} | {c['train_seed']} | {c['epoch']} | " + " | ".join(map(fmt, values))
+                         + " |")  # fmt: skip
     return "\n".join(lines)
 
 

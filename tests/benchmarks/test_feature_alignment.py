@@ -59,7 +59,8 @@ def test_alignment_curve_reads_the_training_log(tmp_path):
     curve = bench.alignment_curve(tmp_path, "aligned", 0)
     assert [c["loss_align"] for c in curve[:2]] == [0.16, 0.002] and curve[2]["loss_align"] != curve[2]["loss_align"]
     assert curve[1]["align_proj_std"] == pytest.approx(0.25) and curve[0]["loss_align_shuffled"] == 0.3
-    assert "| aligned | 0 | 3 |" in bench.curve_table(curve)
+    table = bench.curve_table(curve)
+    assert "| aligned | 0 | 2 | 0.002 | 0.3 | 0.25 | 1 |" in table and "| aligned | 0 | 3 | off |" in table
     with open(tmp_path / "train_log.csv", "w", newline="") as f:  # a baseline run has no alignment columns
         csv.writer(f).writerows([["epoch", "iteration", "mean_loss"], [1, 75, 0.1]])
     assert bench.alignment_curve(tmp_path, "baseline", 0) == []
