@@ -16,8 +16,8 @@ Steps (every config runs as in the bundle's docs; overlays stacked on ``train.js
    of 2x, and less guidance (w = 0.5: more diverse images) at 2x; setting of the table, same seeds.
 
 ``--steps`` picks which of steps 3-6 run (``table``, ``subset_scaled``, ``levers``, ``pretrain_levers``; the first
-three by default); steps 1 and 2 run whenever their checkpoints are missing. It prints one table and writes ``cxr_utility.json`` / ``.md`` into
-``--output-dir``.
+three by default); steps 1 and 2 run whenever their checkpoints are missing. It prints one table and writes
+``cxr_utility.json`` / ``.md`` into ``--output-dir``.
 
 Usage::
 
