@@ -106,10 +106,10 @@ def main() -> None:
     main_run = utility("table", augment_options=[True], class_weighted_options=[True])
     table = summary_rows(main_run, "table")
     notes: list[str] = []
+    twice = main_run["settings"]["synthetic_per_class"]["synthetic_only"]  # the table's synthetic counts per class
     if "subset_scaled" in args.steps:
-        synthetic_counts = main_run["settings"]["synthetic_per_class"]["synthetic_only"]
         scaled = utility("subset_scaled", augment_options=[True], class_weighted_options=[True],
-                         subset_epochs="scaled", real_fractions=[0.1], samples_per_class=synthetic_counts,
+                         subset_epochs="scaled", real_fractions=[0.1], samples_per_class=twice,
                          **{"utility#conditions": ["synthetic_then_real"], "utility#pair_table": False})  # fmt: skip
         table += summary_rows(scaled, "10 % scaled epochs")
     if "levers" in args.steps:
@@ -121,7 +121,6 @@ def main() -> None:
         table += summary_rows(levers, "1000 synthetic") + summary_rows(filtered, "1000 synthetic, filtered 0.9")
         notes.append("filter acceptance: " + json.dumps(filtered["settings"]["synthetic_filter"]))
     if "pretrain_levers" in args.steps:
-        twice = main_run["settings"]["synthetic_per_class"]["synthetic_only"]
         pretrain = {"augment_options": [True], "class_weighted_options": [True], "real_fractions": [1.0],
                     "utility#conditions": ["synthetic_only", "synthetic_then_real"],
                     "utility#pair_table": False}  # fmt: skip
