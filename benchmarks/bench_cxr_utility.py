@@ -42,6 +42,8 @@ NPZ = "pneumoniamnist/pneumoniamnist.npz"
 CLASS_NAMES = ["normal", "pneumonia"]
 METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro")
 STEPS = ("table", "subset_scaled", "levers", "pretrain_levers")
+#: the table's setting (one of the four, for CPU time): geometric augmentation and class-weighted loss
+TABLE_SETTING = {"augment_options": [True], "class_weighted_options": [True]}
 
 
 def summary_rows(report: dict[str, Any], run: str) -> list[dict[str, Any]]:
@@ -103,25 +105,25 @@ def main() -> None:
                                      **overrides)  # fmt: skip
         return json.loads(report.read_text())
 
-    main_run = utility("table", augment_options=[True], class_weighted_options=[True])
+    main_run = utility("table", **TABLE_SETTING)
     table = summary_rows(main_run, "table")
     notes: list[str] = []
     twice = main_run["settings"]["synthetic_per_class"]["synthetic_only"]  # the table's synthetic counts per class
     if "subset_scaled" in args.steps:
-        scaled = utility("subset_scaled", augment_options=[True], class_weighted_options=[True],
-                         subset_epochs="scaled", real_fractions=[0.1], samples_per_class=twice,
+        scaled = utility("subset_scaled", **TABLE_SETTING, subset_epochs="scaled", real_fractions=[0.1],
+                         samples_per_class=twice,
                          **{"utility#conditions": ["synthetic_then_real"], "utility#pair_table": False})  # fmt: skip
         table += summary_rows(scaled, "10 % scaled epochs")
     if "levers" in args.steps:
         levers = utility("levers_1000", samples_per_class=lever_counts,
                          **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
-        filtered = utility("levers_1000_filter", samples_per_class=lever_counts, augment_options=[True],
-                           class_weighted_options=[True], filter_confidence=0.9,
+        filtered = utility("levers_1000_filter", samples_per_class=lever_counts, **TABLE_SETTING,
+                           filter_confidence=0.9,
                            **{"utility#conditions": ["synthetic_only"], "utility#pair_table": False})  # fmt: skip
         table += summary_rows(levers, "1000 synthetic") + summary_rows(filtered, "1000 synthetic, filtered 0.9")
         notes.append("filter acceptance: " + json.dumps(filtered["settings"]["synthetic_filter"]))
     if "pretrain_levers" in args.steps:
-        pretrain = {"augment_options": [True], "class_weighted_options": [True], "real_fractions": [1.0],
+        pretrain = {**TABLE_SETTING, "real_fractions": [1.0],
                     "utility#conditions": ["synthetic_only", "synthetic_then_real"],
                     "utility#pair_table": False}  # fmt: skip
         four = utility("pretrain_4x", samples_per_class=[2 * n for n in twice], **pretrain)
